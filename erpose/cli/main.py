@@ -1,0 +1,71 @@
+"""Entry point of the ``erpose`` command: dispatches ``erpose <verb>`` to ``erpose.cli.<verb>``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from erpose import __version__
+
+#: verb -> one-line help. Each verb lives in ``erpose.cli.<verb>`` with ``add_arguments(parser)``
+#: and ``run(args) -> int``; imported only when chosen, so ``erpose --help`` stays fast.
+VERBS = {
+    "train": "train a model (ER-Pose or the YOLO-Pose baseline)",
+    "val": "evaluate a model or a COCO results file (COCO / CrowdPose AP)",
+    "predict": "draw and save poses on images, folders, videos or streams",
+    "export": "export a model to ONNX",
+    "synth": "generate a SynthCrowd synthetic crowded-people dataset",
+    "convert": "convert datasets between COCO keypoint JSON and YOLO-pose",
+    "info": "print a model summary (layers, parameters, GFLOPs)",
+}
+
+
+class CLIError(Exception):
+    """An error the CLI reports as one line (no traceback) with exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="erpose",
+        description="ER-Pose: keypoint-driven, box-free, NMS-free real-time multi-person pose estimation.",
+    )
+    parser.add_argument("--version", action="version", version=f"erpose {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="verb", metavar="<command>")
+    for verb, help_text in VERBS.items():
+        module = importlib.import_module(f"erpose.cli.{verb}")
+        verb_parser = sub.add_parser(verb, help=help_text, description=help_text)
+        module.add_arguments(verb_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr
+    )
+    if args.verb is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(f"erpose.cli.{args.verb}")
+    try:
+        return int(module.run(args) or 0)
+    except CLIError as exc:
+        print(f"erpose {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as exc:
+        # Library errors name the file and the problem; the user needs that line, not a traceback.
+        if args.verbose:
+            raise
+        print(f"erpose {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"erpose {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
