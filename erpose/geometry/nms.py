@@ -1,0 +1,93 @@
+"""Greedy non-maximum suppression in pure torch: box NMS (IoU) and OKS-NMS (keypoints).
+
+Greedy NMS keeps the best item, drops every item too similar to it, and repeats. Instead of a
+Python loop over items, ``greedy_keep`` iterates a vectorised fixed point over the whole
+similarity matrix: item ``j`` is kept iff no kept, better item suppresses it. Entry ``j``
+depends only on entries before it, so iteration ``t`` settles entry ``t`` at the latest and the
+loop runs as many times as the longest suppression chain (a handful in practice), not N.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from erpose.geometry.oks import keypoint_extent_areas, pairwise_oks
+
+
+def greedy_keep(similarity: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Greedy suppression on items already sorted best first.
+
+    Args:
+        similarity: (N, N) ``similarity[i, j]`` of item j to better item i (only i < j is read).
+        threshold: j is suppressed by a kept i when ``similarity[i, j] > threshold``.
+
+    Returns:
+        (N,) bool mask of kept items.
+    """
+    n = similarity.shape[0]
+    suppresses = torch.triu(similarity > threshold, diagonal=1)
+    keep = torch.ones(n, dtype=torch.bool, device=similarity.device)
+    for _ in range(n + 1):
+        new_keep = ~(suppresses & keep[:, None]).any(dim=0)
+        if torch.equal(new_keep, keep):
+            break
+        keep = new_keep
+    return keep
+
+
+def pairwise_box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """IoU of every pair, (N, 4) x (M, 4) x1y1x2y2 -> (N, M)."""
+    top_left = torch.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
+    bottom_right = torch.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
+    area_a = (boxes_a[:, 2:] - boxes_a[:, :2]).clamp(min=0).prod(dim=-1)
+    area_b = (boxes_b[:, 2:] - boxes_b[:, :2]).clamp(min=0).prod(dim=-1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter + eps)
+
+
+def box_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy box NMS.
+
+    Args:
+        boxes: (N, 4) x1, y1, x2, y2.
+        scores: (N,) scores.
+        iou_threshold: boxes with IoU above this with a kept, better box are dropped.
+
+    Returns:
+        (M,) int64 indices into the inputs of the kept boxes, best first.
+    """
+    order = scores.argsort(descending=True)
+    sorted_boxes = boxes[order]
+    keep = greedy_keep(pairwise_box_iou(sorted_boxes, sorted_boxes), iou_threshold)
+    return order[keep]
+
+
+def oks_nms(
+    keypoints: torch.Tensor,
+    scores: torch.Tensor,
+    sigmas: torch.Tensor,
+    threshold: float,
+    areas: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Greedy OKS-NMS: a pose is dropped when its OKS to a kept, better pose exceeds ``threshold``.
+
+    The better pose plays the ground truth: every one of its keypoints counts, and its area is
+    ``areas`` or, by default, 0.53 x the area of its tight keypoint box (METHOD.md's fallback).
+
+    Args:
+        keypoints: (N, K, 2 or 3) poses, pixels (a third column is ignored).
+        scores: (N,) scores.
+        sigmas: (K,) OKS sigmas.
+        threshold: OKS threshold in [0, 1].
+        areas: optional (N,) areas, pixels^2.
+
+    Returns:
+        (M,) int64 indices of the kept poses, best first.
+    """
+    order = scores.argsort(descending=True)
+    xy = keypoints[order][..., :2]
+    as_ground_truth = torch.cat((xy, torch.full_like(xy[..., :1], 2.0)), dim=-1)  # every keypoint labelled
+    gt_areas = keypoint_extent_areas(as_ground_truth) if areas is None else areas[order]
+    similarity = pairwise_oks(xy, as_ground_truth, gt_areas, sigmas.to(xy))  # (G = better i, P = j)
+    keep = greedy_keep(similarity, threshold)
+    return order[keep]

@@ -1,0 +1,170 @@
+"""The ER head: a light score branch and a wider keypoint branch per level, no box branch.
+
+Two copies of the branches exist when ``o2o`` is on: one-to-many (o2m, training only) and
+one-to-one (o2o, training and inference). The o2o copy is a deep copy of the o2m one at
+construction. With ``o2o_detach`` (default, as in YOLOv10's dual assignment) the o2o copy sees
+detached features in training, so only the dense o2m supervision shapes the backbone and neck
+while the o2o copy learns to fire once per person on top of them.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from erpose.geometry.anchors import make_anchor_points
+from erpose.geometry.decode import decode_keypoints, pack_poses, select_topk
+from erpose.models.blocks import Conv, light_score_branch, make_divisible, score_prior_bias
+from erpose.models.outputs import BranchOutput, HeadOutput
+
+
+def default_er_widths(first_channels: int, num_keypoints: int) -> tuple[int, int]:
+    """Auto widths ``(score, keypoint)`` of the ER head from the P3 channel count.
+
+    The keypoint branch is 1.5x the baseline keypoint branch (``max(c0 // 4, 3K)``), which takes
+    about half of what the removed box branch cost; the score branch is half the baseline's class
+    branch (``c0 // 2``), since it predicts one number.
+    """
+    keypoint = make_divisible(1.5 * max(first_channels // 4, 3 * num_keypoints), 8)
+    score = max(first_channels // 2, 16)
+    return score, keypoint
+
+
+class KeypointBranch(nn.Module):
+    """Two 3x3 ``Conv``s, then 1x1 convs to 2K offsets and K visibility logits."""
+
+    def __init__(self, in_channels: int, width: int, num_keypoints: int) -> None:
+        super().__init__()
+        self.num_keypoints = num_keypoints
+        self.convs = nn.Sequential(Conv(in_channels, width, 3), Conv(width, width, 3))
+        self.offsets = nn.Conv2d(width, 2 * num_keypoints, 1)
+        self.visibility = nn.Conv2d(width, num_keypoints, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, H, W) -> offsets (B, HW, K, 2) grid units, visibility logits (B, HW, K)."""
+        y = self.convs(x)
+        b, k = x.shape[0], self.num_keypoints
+        offsets = self.offsets(y).view(b, k, 2, -1).permute(0, 3, 1, 2)
+        visibility = self.visibility(y).view(b, k, -1).transpose(1, 2)
+        return offsets, visibility
+
+
+class ERBranches(nn.Module):
+    """One copy (o2m or o2o) of the score and keypoint branches over all levels."""
+
+    def __init__(
+        self,
+        in_channels: tuple[int, ...],
+        strides: tuple[int, ...],
+        num_keypoints: int,
+        score_width: int,
+        keypoint_width: int,
+        score_prior: float,
+    ) -> None:
+        super().__init__()
+        self.scores = nn.ModuleList(light_score_branch(c, score_width) for c in in_channels)
+        self.keypoints = nn.ModuleList(KeypointBranch(c, keypoint_width, num_keypoints) for c in in_channels)
+        with torch.no_grad():
+            for branch, stride in zip(self.scores, strides):
+                branch[-1].bias.fill_(score_prior_bias(stride, score_prior))
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-level maps -> score logits (B, A), offsets (B, A, K, 2), visibility logits (B, A, K)."""
+        scores, offsets, visibility = [], [], []
+        for x, score_branch, keypoint_branch in zip(features, self.scores, self.keypoints):
+            scores.append(score_branch(x).flatten(1))
+            level_offsets, level_visibility = keypoint_branch(x)
+            offsets.append(level_offsets)
+            visibility.append(level_visibility)
+        return torch.cat(scores, 1), torch.cat(offsets, 1), torch.cat(visibility, 1)
+
+
+class ERHead(nn.Module):
+    """ER-Pose head (steps B2..B5 of the ablation; B5 when ``o2o``).
+
+    Args:
+        in_channels: channels of the neck maps, one per stride.
+        strides: level strides, pixels (ascending).
+        num_keypoints: K.
+        o2o: add the one-to-one copy; inference then runs it alone, top-k, no NMS.
+        o2o_detach: the o2o copy sees detached features in training.
+        score_width: score-branch width (0: ``default_er_widths``).
+        keypoint_width: keypoint-branch width (0: ``default_er_widths``).
+        score_prior: prior probability for the score bias (0: YOLO rule, see ``score_prior_bias``).
+        max_det: persons returned per image in eval mode when ``o2o``.
+
+    Forward (``features``: ``{stride: (B, C, H, W)}``):
+        training: ``HeadOutput`` (o2m, plus o2o when on).
+        eval with o2o: (B, max_det, 1 + 3K) sorted by score, ``erpose.geometry.decode`` layout.
+        eval without o2o: (B, A, 1 + 3K) for every anchor point, to be filtered by OKS-NMS.
+    """
+
+    def __init__(
+        self,
+        in_channels: tuple[int, ...],
+        strides: tuple[int, ...],
+        num_keypoints: int,
+        *,
+        o2o: bool = True,
+        o2o_detach: bool = True,
+        score_width: int = 0,
+        keypoint_width: int = 0,
+        score_prior: float = 0.0,
+        max_det: int = 100,
+    ) -> None:
+        super().__init__()
+        auto_score, auto_keypoint = default_er_widths(in_channels[0], num_keypoints)
+        self.strides = tuple(int(s) for s in strides)
+        self.num_keypoints = num_keypoints
+        self.score_width = score_width or auto_score
+        self.keypoint_width = keypoint_width or auto_keypoint
+        self.o2o_detach = o2o_detach
+        self.max_det = max_det
+        self.o2m: ERBranches | None = ERBranches(
+            tuple(in_channels), self.strides, num_keypoints, self.score_width, self.keypoint_width, score_prior
+        )
+        self.o2o: ERBranches | None = copy.deepcopy(self.o2m) if o2o else None
+
+    @property
+    def needs_nms(self) -> bool:
+        return self.o2o is None
+
+    def deploy(self) -> None:
+        """Drop the o2m copy when an o2o copy exists: the inference graph is o2o alone."""
+        if self.o2o is not None:
+            self.o2m = None
+
+    def _anchors(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        sizes = [(m.shape[2], m.shape[3]) for m in maps]
+        return make_anchor_points(sizes, self.strides, dtype=maps[0].dtype, device=maps[0].device)
+
+    @staticmethod
+    def _branch_output(
+        raw: tuple[torch.Tensor, torch.Tensor, torch.Tensor], anchor_points: torch.Tensor, strides: torch.Tensor
+    ) -> BranchOutput:
+        scores, offsets, visibility = raw
+        xy = decode_keypoints(offsets, anchor_points, strides)
+        return BranchOutput(scores=scores, keypoints=torch.cat((xy, visibility[..., None]), dim=-1))
+
+    def forward(self, features: dict[int, torch.Tensor]) -> HeadOutput | torch.Tensor:
+        maps = [features[s] for s in self.strides]
+        anchor_points, strides = self._anchors(maps)
+        if self.training:
+            if self.o2m is None:
+                raise RuntimeError("this head was deployed (o2m copy removed): it can no longer train")
+            o2m = self._branch_output(self.o2m(maps), anchor_points, strides)
+            o2o = None
+            if self.o2o is not None:
+                o2o_maps = [m.detach() for m in maps] if self.o2o_detach else maps
+                o2o = self._branch_output(self.o2o(o2o_maps), anchor_points, strides)
+            return HeadOutput(anchor_points=anchor_points, strides=strides, o2m=o2m, o2o=o2o)
+        branches = self.o2o if self.o2o is not None else self.o2m
+        assert branches is not None
+        scores, offsets, visibility = branches(maps)
+        keypoints = torch.cat(
+            (decode_keypoints(offsets, anchor_points, strides), visibility.sigmoid()[..., None]), dim=-1
+        )
+        poses = pack_poses(scores.sigmoid(), keypoints)
+        return select_topk(poses, self.max_det) if self.o2o is not None else poses
