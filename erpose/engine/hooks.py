@@ -1,0 +1,489 @@
+"""Training hooks: each one job, each with ``state_dict``/``load_state_dict`` so resume is exact.
+
+``build_hooks`` returns them in the one order the trainer calls them (see the comment there).
+Hooks talk to each other only through trainer attributes they document (``trainer.metrics``,
+``trainer.epoch_losses``...), never by reaching into another hook, except ``EarlyStopHook``,
+which is handed the ``EvalHook`` whose best epoch it watches.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from erpose.engine import distributed
+from erpose.engine.optim import OptimConfig, apply_schedule, scheduled_values
+from erpose.engine.trainer import HookBase
+
+LOGGER = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Several consecutive batches gave a non-finite loss; training cannot continue."""
+
+
+class ModelEMA:
+    """Exponential moving average of a model's parameters and buffers.
+
+    ``ema = d * ema + (1 - d) * model`` after every optimiser step, with a ramped decay
+    ``d = decay * (1 - exp(-updates / tau))``: early on the average follows the fast-changing
+    weights closely, later it averages over about ``1 / (1 - decay)`` steps. Integer buffers
+    (BatchNorm's ``num_batches_tracked``) are copied.
+
+    Args:
+        model: the model to average (unwrapped).
+        decay: asymptotic decay.
+        tau: ramp length in optimiser steps.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.9999, tau: float = 2000.0) -> None:
+        self.module = copy.deepcopy(model).eval()
+        for param in self.module.parameters():
+            param.requires_grad_(False)
+        self.decay, self.tau, self.updates = decay, tau, 0
+
+    def current_decay(self) -> float:
+        return self.decay * (1.0 - math.exp(-self.updates / self.tau))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = self.current_decay()
+        source = model.state_dict()
+        for name, value in self.module.state_dict().items():
+            if value.dtype.is_floating_point:
+                value.mul_(d).add_(source[name].detach(), alpha=1.0 - d)
+            else:
+                value.copy_(source[name])
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, "weights": self.module.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = int(state["updates"])
+        self.module.load_state_dict(state["weights"])
+
+
+class DataEpochHook(HookBase):
+    """Points the dataset and loader at the epoch: augmentation seed, mosaic switch-off, worker seeds.
+
+    Args:
+        dataset: has ``set_epoch(epoch)``; mosaic is switched off through ``close_mosaic()``
+            (when it exists) for the last ``close_mosaic`` epochs.
+        generator: the loader's generator, reseeded with ``seed + epoch`` so worker seeds do not
+            depend on how many epochs this process has run (a resumed run draws the same).
+    """
+
+    def __init__(self, dataset: Any, generator: torch.Generator | None, seed: int, close_mosaic: int) -> None:
+        self.dataset, self.generator, self.seed, self.close_mosaic = dataset, generator, seed, close_mosaic
+
+    def before_epoch(self) -> None:
+        epoch = self.trainer.epoch
+        if self.generator is not None:
+            self.generator.manual_seed(self.seed + epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        if self.close_mosaic > 0 and epoch >= self.trainer.epochs - self.close_mosaic:
+            if hasattr(self.dataset, "close_mosaic"):
+                self.dataset.close_mosaic()
+            if epoch == self.trainer.epochs - self.close_mosaic and self.trainer.iter == 0:
+                LOGGER.info("mosaic off for the last %d epochs", self.close_mosaic)
+
+
+class LRScheduleHook(HookBase):
+    """Sets learning rates and momentum before each batch from ``optim.scheduled_values``.
+
+    Stateless on purpose: the schedule is a function of ``trainer.global_iter``.
+    """
+
+    def __init__(self, config: OptimConfig, lr0: float) -> None:
+        self.config, self.lr0 = config, lr0
+
+    def before_step(self) -> None:
+        t = self.trainer
+        values = scheduled_values(self.config, self.lr0, t.global_iter, t.batches_per_epoch, t.epochs)
+        apply_schedule(t.optimizer, values)
+
+
+class NaNGuardHook(HookBase):
+    """Warns on a skipped non-finite-loss batch; raises after ``max_consecutive`` in a row."""
+
+    def __init__(self, max_consecutive: int = 5) -> None:
+        self.max_consecutive, self.consecutive, self.total = max_consecutive, 0, 0
+
+    def after_step(self) -> None:
+        t = self.trainer
+        if not t.step_skipped:
+            self.consecutive = 0
+            return
+        self.consecutive += 1
+        self.total += 1
+        paths = [m.get("image_path", "?") for m in getattr(t.batch, "meta", [])]
+        LOGGER.warning("non-finite loss at epoch %d batch %d, step skipped; images: %s", t.epoch + 1, t.iter, paths)
+        if self.consecutive >= self.max_consecutive:
+            raise NonFiniteLossError(
+                f"{self.consecutive} consecutive non-finite losses (epoch {t.epoch + 1}, batch {t.iter}); "
+                f"last batch images: {paths}. Lower the learning rate or check these annotations."
+            )
+
+    def state_dict(self) -> dict:
+        return {"consecutive": self.consecutive, "total": self.total}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.consecutive, self.total = int(state.get("consecutive", 0)), int(state.get("total", 0))
+
+
+class EMAHook(HookBase):
+    """Updates the EMA after every optimiser step."""
+
+    def __init__(self, ema: ModelEMA) -> None:
+        self.ema = ema
+
+    def after_step(self) -> None:
+        if self.trainer.stepped:
+            self.ema.update(self.trainer.model)
+
+    def state_dict(self) -> dict:
+        return self.ema.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self.ema.load_state_dict(state)
+
+
+class LossMeterHook(HookBase):
+    """Epoch means of the loss terms: ``trainer.running_losses`` (this rank, so far) and, at epoch
+    end, ``trainer.epoch_losses`` (reduced over ranks). Skipped batches are not counted."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def before_epoch(self) -> None:
+        if self.trainer.iter == 0:
+            self.sums, self.count = {}, 0
+        self.trainer.running_losses = self._means()
+
+    def after_step(self) -> None:
+        t = self.trainer
+        if t.step_skipped:
+            return
+        terms = {"loss": t.loss, **t.loss_terms}
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value)
+        self.count += 1
+        t.running_losses = self._means()
+
+    def after_epoch(self) -> None:
+        names = sorted(self.sums, key=lambda n: (n != "loss", n))  # total loss first
+        packed = torch.tensor([self.sums[n] for n in names] + [float(self.count)], dtype=torch.float64)
+        packed = distributed.all_reduce_sum(packed)
+        count = max(packed[-1].item(), 1.0)
+        self.trainer.epoch_losses = {n: packed[i].item() / count for i, n in enumerate(names)}
+
+    def _means(self) -> dict[str, float]:
+        return {n: s / max(self.count, 1) for n, s in self.sums.items()}
+
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums, self.count = dict(state.get("sums", {})), int(state.get("count", 0))
+
+
+class EvalHook(HookBase):
+    """Validates the EMA weights every ``interval`` epochs and after the last one.
+
+    Rank 0 validates; the metrics are broadcast so every rank takes the same early-stop decision.
+    Sets ``trainer.metrics`` (empty on epochs without validation) and ``trainer.is_best``.
+
+    Args:
+        validate_fn: ``model -> {"AP": ..., "AP50": ..., ...}``.
+        model_fn: returns the model to validate (the EMA module).
+        interval: validate every this many epochs.
+        fitness_key: the metric that ranks checkpoints.
+    """
+
+    def __init__(
+        self, validate_fn: Callable[[nn.Module], dict], model_fn: Callable[[], nn.Module], interval: int = 1,
+        fitness_key: str = "AP",
+    ) -> None:
+        self.validate_fn, self.model_fn, self.interval, self.fitness_key = validate_fn, model_fn, interval, fitness_key
+        self.best_fitness, self.best_epoch, self.best_metrics = -math.inf, -1, {}
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        t.metrics, t.is_best = {}, False
+        last = t.epoch + 1 == t.epochs
+        if not last and (t.epoch + 1) % max(self.interval, 1) != 0:
+            return
+        metrics = self.validate_fn(self.model_fn()) if distributed.rank() == 0 else None
+        t.metrics = {k: float(v) for k, v in distributed.broadcast_object(metrics).items()}
+        fitness = t.metrics.get(self.fitness_key, -math.inf)
+        if fitness > self.best_fitness:
+            self.best_fitness, self.best_epoch, self.best_metrics = fitness, t.epoch, dict(t.metrics)
+            t.is_best = True
+
+    def state_dict(self) -> dict:
+        return {"best_fitness": self.best_fitness, "best_epoch": self.best_epoch, "best_metrics": self.best_metrics}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_fitness = float(state.get("best_fitness", -math.inf))
+        self.best_epoch = int(state.get("best_epoch", -1))
+        self.best_metrics = dict(state.get("best_metrics", {}))
+
+
+class EarlyStopHook(HookBase):
+    """Stops when the best validated epoch is ``patience`` epochs old (0 disables)."""
+
+    def __init__(self, eval_hook: EvalHook, patience: int) -> None:
+        self.eval_hook, self.patience = eval_hook, patience
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        if self.patience <= 0 or not t.metrics or self.eval_hook.best_epoch < 0:
+            return
+        if t.epoch - self.eval_hook.best_epoch >= self.patience:
+            LOGGER.info(
+                "early stop: no improvement for %d epochs (best %s at epoch %d)",
+                t.epoch - self.eval_hook.best_epoch, self.eval_hook.fitness_key, self.eval_hook.best_epoch + 1,
+            )
+            t.stop_training = True
+
+
+class ProgressHook(HookBase):
+    """A tqdm bar per epoch (losses, images/s, ETA) and a one-line summary per epoch, rank 0 only."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled and distributed.rank() == 0
+        self.bar: Any = None
+        self.images = 0
+        self.start = self.train_start = 0.0
+
+    def before_train(self) -> None:
+        self.train_start = time.perf_counter()
+
+    def before_epoch(self) -> None:
+        self.images, self.start = 0, time.perf_counter()
+        if self.enabled:
+            from tqdm import tqdm
+
+            t = self.trainer
+            self.bar = tqdm(total=t.batches_per_epoch, initial=t.iter, desc=f"epoch {t.epoch + 1}/{t.epochs}",
+                            leave=False, dynamic_ncols=True, unit="batch")
+
+    def after_step(self) -> None:
+        t = self.trainer
+        self.images += int(t.batch.images.shape[0]) * distributed.world_size()
+        if self.bar is not None:
+            rate = self.images / max(time.perf_counter() - self.start, 1e-9)
+            losses = getattr(t, "running_losses", {})
+            postfix = {k: f"{v:.3f}" for k, v in losses.items()}
+            postfix["img/s"] = f"{rate:.1f}"
+            self.bar.set_postfix(postfix, refresh=False)
+            self.bar.update(1)
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elapsed = time.perf_counter() - self.start
+        losses = " ".join(f"{k} {v:.4f}" for k, v in getattr(t, "epoch_losses", {}).items())
+        metrics = " ".join(f"{k} {v:.3f}" for k, v in t.metrics.items() if k in ("AP", "AP50", "AP75"))
+        lr = t.optimizer.param_groups[0]["lr"]
+        total = time.perf_counter() - self.train_start
+        LOGGER.info("epoch %d/%d  %s  lr %.5f  %s  %.1f img/s  %.0fs (total %.0fs)", t.epoch + 1, t.epochs, losses, lr,
+                    metrics, self.images / max(elapsed, 1e-9), elapsed, total)
+
+    def after_train(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class CSVLoggerHook(HookBase):
+    """``results.csv`` (one row per epoch: losses, lr, metrics) and ``results.png``, rank 0 only.
+
+    Rows live in the hook state and the file is rewritten atomically each epoch, so a resumed
+    run never duplicates or loses a row.
+    """
+
+    def __init__(self, run_dir: str | Path, plot: bool = True) -> None:
+        self.run_dir, self.plot = Path(run_dir), plot
+        self.rows: list[dict] = []
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        row: dict[str, Any] = {"epoch": t.epoch + 1}
+        row.update({f"train/{k}": v for k, v in getattr(t, "epoch_losses", {}).items()})
+        for group in t.optimizer.param_groups:
+            row[f"lr/{group.get('name', 'pg')}"] = group["lr"]
+        row.update({f"metrics/{k}": v for k, v in t.metrics.items()})
+        self.rows.append(row)
+        if distributed.rank() != 0:
+            return
+        columns: list[str] = []
+        for r in self.rows:
+            columns += [c for c in r if c not in columns]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_bytes(self.run_dir / "results.csv", buffer.getvalue().encode())
+        if self.plot:
+            from erpose.engine.plots import plot_results
+
+            plot_results(self.run_dir / "results.csv", self.run_dir / "results.png")
+
+    def state_dict(self) -> dict:
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = [dict(r) for r in state.get("rows", [])]
+
+
+class PlotsHook(HookBase):
+    """A labelled mosaic of the first training batch; drawn predictions after training (rank 0).
+
+    Args:
+        sample_fn: ``(batch, path)`` draws a batch of training samples.
+        final_fn: ``() -> list of written paths``, called after a successful run.
+    """
+
+    def __init__(self, run_dir: str | Path, sample_fn: Callable[[Any, Path], Any] | None,
+                 final_fn: Callable[[], list[Path]] | None) -> None:
+        self.run_dir, self.sample_fn, self.final_fn = Path(run_dir), sample_fn, final_fn
+        self.written: list[Path] = []
+
+    def before_step(self) -> None:
+        t = self.trainer
+        if t.epoch == 0 and t.iter == 0 and self.sample_fn is not None and distributed.rank() == 0:
+            path = self.run_dir / "train_batch0.jpg"
+            self.sample_fn(t.batch, path)
+            self.written.append(path)
+
+    def after_train(self) -> None:
+        if self.trainer.exception is None and self.final_fn is not None and distributed.rank() == 0:
+            self.written += self.final_fn()
+
+
+class CheckpointHook(HookBase):
+    """Writes ``last.pt`` (and ``best.pt``) atomically, rank 0 only.
+
+    When: at every epoch end (after the other epoch-end hooks, so their saved state includes
+    this epoch), every ``save_period_steps`` optimiser steps, and when training stops on an
+    exception or Ctrl-C (at the last optimiser-step boundary; a crash in evaluation resumes by
+    re-running it). ``best.pt`` is a copy of ``last.pt`` from an epoch that set a new best.
+
+    Args:
+        weights_dir: where ``last.pt`` and ``best.pt`` go.
+        save_fn: ``(path, train_state) -> None`` writes a checkpoint atomically (model weights,
+            the EMA as the inference model, and ``train_state``).
+        save_period_steps: step-checkpoint interval in optimiser steps (0: epoch ends only).
+    """
+
+    def __init__(self, weights_dir: str | Path, save_fn: Callable[[Path, dict], None], save_period_steps: int = 0) -> None:
+        self.weights_dir, self.save_fn, self.save_period_steps = Path(weights_dir), save_fn, save_period_steps
+        self.last, self.best = self.weights_dir / "last.pt", self.weights_dir / "best.pt"
+
+    def _save(self, at_epoch_end: bool) -> None:
+        if distributed.rank() != 0:
+            return
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        self.save_fn(self.last, self.trainer.state_dict(at_epoch_end=at_epoch_end))
+
+    def after_step(self) -> None:
+        t = self.trainer
+        if t.stepped and self.save_period_steps > 0 and t.optimizer_steps % self.save_period_steps == 0:
+            self._save(at_epoch_end=False)
+
+    def after_epoch(self) -> None:
+        self._save(at_epoch_end=True)
+        if getattr(self.trainer, "is_best", False) and distributed.rank() == 0:
+            atomic_copy(self.last, self.best)
+
+    def after_train(self) -> None:
+        if self.trainer.exception is not None:
+            LOGGER.warning("training stopped (%s); saving %s", type(self.trainer.exception).__name__, self.last)
+            self._save(at_epoch_end=False)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename (never a torn file)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> None:
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, dst)
+
+
+def build_hooks(
+    *,
+    optim_config: OptimConfig,
+    lr0: float,
+    dataset: Any,
+    generator: torch.Generator | None,
+    seed: int,
+    close_mosaic: int,
+    ema: ModelEMA | None,
+    validate_fn: Callable[[nn.Module], dict] | None,
+    val_interval: int,
+    patience: int,
+    run_dir: str | Path,
+    save_fn: Callable[[Path, dict], None],
+    save_period_steps: int = 0,
+    progress: bool = False,
+    sample_fn: Callable[[Any, Path], Any] | None = None,
+    final_fn: Callable[[], list[Path]] | None = None,
+    plots: bool = True,
+) -> list[HookBase]:
+    """The standard hook list, in calling order.
+
+    Why this order (every event walks the list front to back):
+    - data first: the epoch's order, augmentation seed and mosaic state are set before anything
+      reads a batch;
+    - schedule before the step it applies to;
+    - NaN guard right after the step, so it aborts before anything records a bad step;
+    - EMA after the optimiser step it averages, before evaluation reads it;
+    - loss meter before anything that logs losses;
+    - evaluation, then early stop (needs the metrics), then progress/CSV/plots (log everything);
+    - checkpoint last: the hook states it saves already include this epoch's evaluation and
+      logging, so a resume never repeats or skips them. A crash inside evaluation is still
+      covered: ``after_train`` saves at the epoch's last boundary and the resume re-evaluates.
+    """
+    run_dir = Path(run_dir)
+    model_fn = (lambda: ema.module) if ema is not None else None
+    hooks: list[HookBase] = [DataEpochHook(dataset, generator, seed, close_mosaic), LRScheduleHook(optim_config, lr0),
+                             NaNGuardHook()]
+    if ema is not None:
+        hooks.append(EMAHook(ema))
+    hooks.append(LossMeterHook())
+    if validate_fn is not None:
+        eval_hook = EvalHook(validate_fn, model_fn or (lambda: hooks[0].trainer.model), val_interval)
+        hooks += [eval_hook, EarlyStopHook(eval_hook, patience)]
+    hooks += [ProgressHook(progress), CSVLoggerHook(run_dir, plot=plots), PlotsHook(run_dir, sample_fn, final_fn),
+              CheckpointHook(run_dir / "weights", save_fn, save_period_steps)]
+    return hooks

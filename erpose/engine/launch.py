@@ -1,0 +1,234 @@
+"""Build a training run from a ``TrainConfig`` and run it: the one entry point CLI and API call.
+
+Wiring only: run directory, seeds, data, model, criterion, optimiser, hooks, resume. The loop
+is ``erpose.engine.trainer``; what happens around it is ``erpose.engine.hooks``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import random
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from erpose.config import dump_yaml, load_yaml
+from erpose.engine import distributed
+from erpose.engine.hooks import ModelEMA, PlotsHook, build_hooks
+from erpose.engine.optim import build_optimizer, resolve_optimizer
+from erpose.engine.train_config import TrainConfig
+from erpose.engine.trainer import Trainer
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run produced.
+
+    Attributes:
+        run_dir: the run directory.
+        metrics: validation metrics of the best epoch (``AP``, ``AP50``...); empty if none ran.
+        best_epoch: 1-based epoch of ``metrics`` (0 if none).
+        epochs_run: epochs completed.
+        files: everything written, in a stable order.
+    """
+
+    run_dir: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+    best_epoch: int = 0
+    epochs_run: int = 0
+    files: list[Path] = field(default_factory=list)
+
+
+def increment_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
+    """``project/name``, or the first free ``project/name2``, ``name3``... unless ``exist_ok``."""
+    base = Path(project) / name
+    if exist_ok or not base.exists():
+        return base
+    stem = re.sub(r"\d+$", "", name) or name
+    n = 2
+    while (Path(project) / f"{stem}{n}").exists():
+        n += 1
+    return Path(project) / f"{stem}{n}"
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch; optionally force deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs a fixed workspace to be deterministic; harmless on CPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+
+
+def resolve_resume(resume: str | Path) -> tuple[Path, Path]:
+    """A run directory or a ``last.pt`` path -> (run dir, checkpoint path).
+
+    Raises:
+        FileNotFoundError: no ``weights/last.pt`` or ``args.yaml`` to resume from.
+    """
+    path = Path(resume)
+    ckpt = path if path.suffix == ".pt" else path / "weights" / "last.pt"
+    run_dir = ckpt.parent.parent
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt}: no checkpoint to resume from")
+    if not (run_dir / "args.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir / 'args.yaml'}: the run's config is missing, cannot resume")
+    return run_dir, ckpt
+
+
+def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bool = False) -> TrainResult:
+    """Train a pose model; see ``docs/training.md``.
+
+    Args:
+        config: the run's settings (ignored except ``device`` when resuming: the run's own
+            ``args.yaml`` is read back so that the resumed run is the same run).
+        resume: a run directory (or its ``weights/last.pt``) to continue.
+        progress: show a progress bar (the CLI turns it on).
+
+    Returns:
+        The run's ``TrainResult``.
+    """
+    from erpose.data.dataset import PoseDataset, collate
+    from erpose.data.source import load_source
+    from erpose.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+    from erpose.models.criterion import build_criterion
+
+    ctx = distributed.setup(config.device)
+    state = None
+    if resume is not None:
+        run_dir, ckpt_path = resolve_resume(resume)
+        config = replace(load_yaml(TrainConfig, run_dir / "args.yaml"), device=config.device)
+        state = load_checkpoint(ckpt_path)
+    else:
+        run_dir = increment_run_dir(config.project, config.name, config.exist_ok) if ctx.is_main else None
+        run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None))
+        if ctx.is_main:
+            (run_dir / "weights").mkdir(parents=True, exist_ok=True)
+            dump_yaml(config, run_dir / "args.yaml")
+    seed_everything(config.seed, config.deterministic)
+
+    train_source = load_source(config.data, "train")
+    val_source = load_source(config.data, "val")
+    skeleton = train_source.skeleton
+    model = load_model(config.model, skeleton=skeleton).to(ctx.device)
+    if state is not None:
+        model.load_state_dict(state["train_state"]["model"])
+    if ctx.is_main:
+        _log_summary(model, config.imgsz)
+
+    per_rank_batch = max(config.batch // ctx.world_size, 1)
+    dataset = PoseDataset(train_source, config.imgsz, augment=config.augment, cache_images=config.cache_images,
+                          seed=config.seed)
+    from erpose.engine.distributed import EpochBatchSampler
+
+    sampler = EpochBatchSampler(len(dataset), per_rank_batch, config.seed, ctx.rank, ctx.world_size)
+    generator = torch.Generator()
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
+                                         num_workers=config.workers, generator=generator,
+                                         pin_memory=ctx.device.type == "cuda")
+    accumulate = max(round(config.optim.nominal_batch / (per_rank_batch * ctx.world_size)), 1)
+    total_steps = config.epochs * -(-sampler.batches_per_epoch // accumulate)
+    optimizer = build_optimizer(model, config.optim, batch_size=per_rank_batch * ctx.world_size,
+                                accumulate=accumulate, total_optimizer_steps=total_steps)
+    _, lr0 = resolve_optimizer(config.optim, total_steps)
+    criterion = build_criterion(model.config, skeleton, config.criterion)
+    ema = ModelEMA(model, config.ema_decay, config.ema_tau) if config.ema_decay > 0 else None
+    train_model: Any = model
+    if ctx.world_size > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+    def validate_fn(eval_model: torch.nn.Module) -> dict:
+        from erpose.engine.validator import validate
+
+        return dict(validate(eval_model, val_source, config.imgsz, config.val_batch or config.batch).metrics)
+
+    def save_fn(path: Path, train_state: dict) -> None:
+        train_state["model"] = model.state_dict()
+        save_checkpoint(path, ema.module if ema is not None else model, train_state=train_state,
+                        train_args=dump_dict(config))
+
+    def sample_fn(batch: Any, path: Path) -> None:
+        from erpose.engine.plots import plot_batch
+
+        plot_batch(batch, skeleton, path)
+
+    def final_fn() -> list[Path]:
+        return [_draw_val_predictions(ema.module if ema is not None else model, val_source, config, run_dir, ctx.device)]
+
+    hooks = build_hooks(
+        optim_config=config.optim, lr0=lr0, dataset=dataset, generator=generator, seed=config.seed,
+        close_mosaic=config.augment.close_mosaic, ema=ema, validate_fn=validate_fn, val_interval=config.val_interval,
+        patience=config.patience, run_dir=run_dir, save_fn=save_fn, save_period_steps=config.save_period_steps,
+        progress=progress, sample_fn=sample_fn if config.plots else None, final_fn=final_fn if config.plots else None,
+        plots=config.plots,
+    )
+    trainer = Trainer(model, criterion, optimizer, loader, epochs=config.epochs, hooks=hooks, accumulate=accumulate,
+                      grad_clip=config.optim.grad_clip, amp=config.amp, device=ctx.device, train_model=train_model)
+    if state is not None:
+        trainer.load_state_dict(state["train_state"])
+        LOGGER.info("resuming %s at epoch %d, batch %d", run_dir, trainer.epoch + 1, trainer.iter)
+    LOGGER.info("training %s on %s (%d images), %d epochs, batch %d x %d accumulation, %s", config.model,
+                config.data, len(dataset), config.epochs, config.batch, accumulate, ctx.device)
+    trainer.train()
+    return _result(trainer, run_dir)
+
+
+def dump_dict(config: TrainConfig) -> dict:
+    from erpose.config import to_dict
+
+    return to_dict(config)
+
+
+def _log_summary(model: torch.nn.Module, imgsz: int) -> None:
+    try:
+        from erpose.models.summary import model_summary
+    except ImportError:  # the summary module is optional for training
+        LOGGER.info("%s: %.2f M parameters", type(model).__name__, sum(p.numel() for p in model.parameters()) / 1e6)
+        return
+    LOGGER.info("%s", model_summary(model, imgsz))
+
+
+def _draw_val_predictions(model: torch.nn.Module, val_source: Any, config: TrainConfig, run_dir: Path,
+                          device: torch.device, count: int = 8) -> Path:
+    """Predictions of ``model`` on the first ``count`` val images -> ``run_dir/val_predictions.jpg``."""
+    import cv2
+
+    from erpose.engine.plots import plot_predictions
+    from erpose.engine.predictor import Predictor
+
+    images = [cv2.imread(s.image_path) for s in val_source.samples[:count]]
+    images = [im for im in images if im is not None]
+    predictor = Predictor(copy.deepcopy(model), imgsz=config.imgsz, conf=0.25, device=str(device))
+    results = predictor(images)
+    return plot_predictions([r.orig_image for r in results], [r.keypoints.data for r in results],
+                            [r.scores for r in results], val_source.skeleton, run_dir / "val_predictions.jpg",
+                            size=config.imgsz)
+
+
+def _result(trainer: Trainer, run_dir: Path) -> TrainResult:
+    from erpose.engine.hooks import EvalHook
+
+    eval_hook = next((h for h in trainer.hooks if isinstance(h, EvalHook)), None)
+    plots = next((h for h in trainer.hooks if isinstance(h, PlotsHook)), None)
+    names = ["args.yaml", "results.csv", "results.png", "weights/last.pt", "weights/best.pt"]
+    files = [run_dir / n for n in names if (run_dir / n).exists()]
+    files += [p for p in (plots.written if plots else []) if p.exists()]
+    return TrainResult(
+        run_dir=run_dir,
+        metrics=dict(eval_hook.best_metrics) if eval_hook else {},
+        best_epoch=(eval_hook.best_epoch + 1) if eval_hook else 0,
+        epochs_run=trainer.epoch,
+        files=files,
+    )

@@ -1,0 +1,87 @@
+"""``TrainConfig``: everything one training run needs, as one frozen dataclass tree.
+
+It round-trips through YAML (``erpose.config.dump_yaml`` / ``load_yaml``); the resolved config is
+written to the run directory as ``args.yaml`` and is what ``--resume`` reads back. Sub-configs
+belong to the code that uses them: ``OptimConfig`` (``erpose.engine.optim``), ``AugmentConfig``
+(``erpose.data.transforms``) and ``CriterionConfig`` (``erpose.models.criterion``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from erpose.data.transforms import AugmentConfig
+from erpose.engine.optim import OptimConfig
+
+try:
+    from erpose.models.criterion import CriterionConfig
+except ImportError:  # pragma: no cover - the criterion module lands separately
+    CriterionConfig = dict  # type: ignore[misc,assignment]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run.
+
+    Attributes:
+        model: zoo name (``erpose-n``, ``yolopose-n``...) to train from scratch, or a checkpoint
+            path to fine-tune.
+        data: SynthCrowd preset name, data YAML, or COCO keypoint JSON (train and val splits).
+        imgsz: square training and validation input size, pixels (multiple of 32).
+        epochs: total epochs.
+        batch: images per batch over all processes (each of N torchrun processes takes batch / N).
+        optim: optimiser, schedule, warmup, nominal batch (gradient accumulation), clipping.
+        ema_decay: EMA asymptotic decay; 0 disables the EMA (validation uses the raw weights).
+        ema_tau: EMA decay ramp, optimiser steps.
+        amp: mixed precision on CUDA (ignored on CPU).
+        seed: seed of weights init, data order and augmentation.
+        deterministic: deterministic algorithms (slower on GPU; reproducible runs).
+        val_interval: validate every N epochs (and always after the last).
+        val_batch: validation batch size (0: same as ``batch``).
+        patience: stop after this many epochs without a better validation AP (0: never).
+        workers: data-loading worker processes per training process.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``N``.
+        project, name, exist_ok: the run directory is ``project/name``, made unique as
+            ``name2``, ``name3``... unless ``exist_ok``.
+        cache_images: keep decoded images in memory.
+        save_period_steps: also write ``last.pt`` every N optimiser steps (0: epoch ends only).
+        plots: write ``results.png``, the training-sample mosaic and drawn val predictions.
+        augment: training augmentation (``augment.close_mosaic`` switches mosaic off for the last
+            epochs).
+        criterion: loss and assignment settings; None takes the default for the model's step.
+    """
+
+    model: str = "erpose-n"
+    data: str = "synthcrowd-train"
+    imgsz: int = 256
+    epochs: int = 30
+    batch: int = 16
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema_decay: float = 0.9999
+    ema_tau: float = 2000.0
+    amp: bool = True
+    seed: int = 0
+    deterministic: bool = True
+    val_interval: int = 1
+    val_batch: int = 0
+    patience: int = 50
+    workers: int = 2
+    device: str = "auto"
+    project: str = "runs/train"
+    name: str = "exp"
+    exist_ok: bool = False
+    cache_images: bool = False
+    save_period_steps: int = 50
+    plots: bool = True
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    criterion: CriterionConfig | None = None
+
+    def __post_init__(self) -> None:
+        from erpose.config import ConfigError
+
+        if self.imgsz <= 0 or self.imgsz % 32:
+            raise ConfigError(f"imgsz must be a positive multiple of 32, got {self.imgsz}")
+        if self.epochs <= 0 or self.batch <= 0:
+            raise ConfigError(f"epochs and batch must be positive, got {self.epochs}, {self.batch}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
