@@ -291,12 +291,15 @@ def apply_train(
         image, ann = images[0], anns[0]
         center = (image.shape[1] / 2, image.shape[0] / 2)
     matrix = affine_matrix(params.affine, center, (imgsz, imgsz))
+    if params.flip:
+        # Fold the flip x -> imgsz - 1 - x into the warp (one pass over the pixels instead of two);
+        # the keypoint permutation is the only part the matrix cannot express.
+        matrix = np.array([[-1.0, 0.0, imgsz - 1.0], [0.0, 1.0, 0.0]]) @ np.vstack([matrix, [0.0, 0.0, 1.0]])
     image = cv2.warpAffine(image, matrix, (imgsz, imgsz), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=(cfg.border_value,) * 3)
     ann = affine_annotations(ann, matrix, (imgsz, imgsz))
     if params.flip:
-        image = np.ascontiguousarray(image[:, ::-1])
-        ann = flip_annotations(ann, imgsz, flip_idx)
+        ann.keypoints = np.ascontiguousarray(ann.keypoints[:, np.asarray(flip_idx)])
     return apply_hsv(image, params.hsv), ann
 
 
