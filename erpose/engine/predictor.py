@@ -203,7 +203,7 @@ class Predictor:
         output = output[np.argsort(-output[:, 0], kind="stable")][: self.max_det]
         if self.nms and len(output) > 1:
             output = output[oks_nms(output, self.skeleton, self.nms_threshold)]
-        keypoints = output[:, 1:].reshape(len(output), -1, 3).copy()
+        keypoints = output[:, 1:].reshape(len(output), self.skeleton.num_keypoints, 3).copy()
         keypoints[..., :2] = unletterbox_keypoints(keypoints[..., :2], ratio, pad)
         return output[:, 0].copy(), keypoints
 

@@ -213,3 +213,55 @@ def test_cli_clear_errors(tmp_path, capsys, weights, source, message):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("erpose predict: error:") and message in err[-1]
+
+
+def test_cli_end_to_end_real_erpose_n_checkpoint(tmp_path, capsys):
+    """A fresh erpose-n saved as a checkpoint: files, JSON (3K values, ids) and txt from the real model."""
+    import json
+
+    import cv2
+
+    from erpose.cli.main import main
+    from erpose.models.checkpoint import save_checkpoint
+    from erpose.models.zoo import build_model
+
+    weights = save_checkpoint(tmp_path / "fresh.pt", build_model("erpose-n"))
+    _write_dot_images(tmp_path / "imgs", ["frame_a.jpg", "frame_b.jpg"], shape=(70, 90))
+    run_dir = tmp_path / "runs" / "e2e"
+    argv = ["predict", "--weights", str(weights), "--source", str(tmp_path / "imgs" / "*.jpg"),
+            "--imgsz", "64", "--conf", "0", "--max-det", "3", "--batch", "2", "--save-json", "--save-txt",
+            "--project", str(tmp_path / "runs"), "--name", "e2e", "--no-progress"]
+    assert main(argv) == 0
+    dets = json.loads((run_dir / "predictions.json").read_text())
+    assert len(dets) == 2 * 3  # conf 0 keeps max_det people per image
+    assert all(len(d["keypoints"]) == 3 * 17 and len(d["bbox"]) == 4 for d in dets)
+    assert sorted({d["image_id"] for d in dets}) == [0, 1]  # non-numeric stems: running index
+    mapping = json.loads((run_dir / "image_ids.json").read_text())
+    assert [m["file"].split("/")[-1] for m in mapping] == ["frame_a.jpg", "frame_b.jpg"]
+    for name in ("frame_a", "frame_b"):
+        assert cv2.imread(str(run_dir / f"{name}.jpg")).shape == (70, 90, 3)
+        lines = (run_dir / "labels" / f"{name}.txt").read_text().splitlines()
+        assert len(lines) == 3 and all(len(line.split()) == 5 + 3 * 17 for line in lines)
+    scores = [d["score"] for d in dets if d["image_id"] == 0]
+    assert scores == sorted(scores, reverse=True)
+    # The same weights by zoo name (fresh model) also run.
+    by_name = ["predict", "--weights", "erpose-n", "--source", str(tmp_path / "imgs"), "--imgsz", "64",
+               "--no-save", "--save-json", "--project", str(tmp_path / "runs"), "--name", "byname"]
+    assert main(by_name) == 0 and (tmp_path / "runs" / "byname" / "predictions.json").is_file()
+    assert "images/s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [b"\x00garbage bytes", None])
+def test_cli_foreign_or_corrupt_weights(tmp_path, capsys, content):
+    from erpose.cli.main import main
+
+    _write_dot_images(tmp_path, ["1.png"])
+    weights = tmp_path / "other.pt"
+    if content is None:
+        torch.save({"model": "someone else's"}, weights)  # a valid torch file of another kind
+    else:
+        weights.write_bytes(content)
+    code = main(["predict", "--weights", str(weights), "--source", str(tmp_path / "1.png"),
+                 "--project", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "other.pt" in err[0] and "checkpoint" in err[0]
