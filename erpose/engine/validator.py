@@ -119,11 +119,14 @@ def ground_truth_of(source: Any) -> dict | str:
     return source_to_coco_dict(source)
 
 
-def _resolve_model(model: Any) -> Any:
+def _resolve_model(model: Any, skeleton: Any) -> Any:
     if isinstance(model, (str, Path)):
         from erpose.models.checkpoint import load_model
 
-        return load_model(str(model))
+        # A checkpoint carries its skeleton; a zoo name or config (fresh weights) takes the dataset's.
+        if Path(model).suffix.lower() == ".pt":
+            return load_model(str(model))
+        return load_model(str(model), skeleton=skeleton)
     return model
 
 
@@ -236,8 +239,8 @@ def validate(
     Returns:
         ``ValidationResult`` with metrics and the COCO results in original pixels.
     """
-    model = _resolve_model(model)
     source = _resolve_source(source, split)
+    model = _resolve_model(model, source.skeleton)
     if model.skeleton.num_keypoints != source.skeleton.num_keypoints:
         raise ValueError(
             f"model predicts {model.skeleton.num_keypoints} keypoints but {source.name or 'the dataset'} "

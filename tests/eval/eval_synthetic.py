@@ -78,3 +78,28 @@ def make_detections(gt: dict, seed: int, with_bbox: bool = False) -> list[dict]:
             xs, ys = det["keypoints"][0::3], det["keypoints"][1::3]
             det["bbox"] = [min(xs), min(ys), (max(xs) - min(xs)) * 0.7, (max(ys) - min(ys)) * 1.3]
     return dets
+
+
+def write_image_dataset(root, num_images: int = 3) -> tuple:
+    """Small images on disk in COCO layout (``annotations/val.json``, ``images/val/``)."""
+    import json
+
+    import cv2
+
+    rng = np.random.default_rng(5)
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    images, annotations = [], []
+    for index in range(num_images):
+        h, w = (48, 72) if index % 2 else (80, 40)
+        image_id = 1 + index
+        cv2.imwrite(str(root / "images" / "val" / f"{image_id}.png"), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        images.append({"id": image_id, "file_name": f"{image_id}.png", "width": w, "height": h})
+        keypoints = np.column_stack([rng.uniform(1, w - 2, 17), rng.uniform(1, h - 2, 17), np.full(17, 2.0)])
+        annotations.append({"id": 10 + index, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                            "num_keypoints": 17, "keypoints": np.round(keypoints, 2).ravel().tolist(),
+                            "bbox": [0.0, 0.0, float(w), float(h)], "area": float(w * h) * 0.5})
+    gt = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "person"}]}
+    path = root / "annotations" / "val.json"
+    path.write_text(json.dumps(gt))
+    return path, gt
