@@ -1,0 +1,86 @@
+"""Named SynthCrowd datasets (sizes, density) and the cache that generates each one once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from erpose.data.synth.generator import GENERATOR_VERSION, META_FILE, generate
+
+
+@dataclass(frozen=True)
+class SynthPreset:
+    """A named dataset recipe.
+
+    Attributes:
+        train, val: images per split.
+        imgsz: square image side in pixels.
+        density: layout density, ``sparse``, ``mixed`` or ``crowd``.
+        seed: base seed.
+        skeleton: ``coco17`` or ``crowdpose14``.
+        description: one line for docs and ``--help``.
+    """
+
+    train: int
+    val: int
+    imgsz: int
+    density: str = "mixed"
+    seed: int = 0
+    skeleton: str = "coco17"
+    description: str = ""
+
+
+#: The named datasets. ``synthcrowd-train`` is what ``erpose train`` uses without ``--data``;
+#: its numbers are meant to be tuned here (and only here) by the trainer's owners.
+PRESETS: dict[str, SynthPreset] = {
+    "tiny": SynthPreset(16, 8, 160, "mixed", description="tests: 24 images at 160 px, a second or two"),
+    "synthcrowd-train": SynthPreset(3000, 300, 256, "mixed",
+                                    description="default training set of `erpose train` (3,000 + 300 at 256 px)"),
+    "synthcrowd-s": SynthPreset(2000, 500, 320, "mixed", description="benchmark set, mixed density"),
+    "synthcrowd-crowd": SynthPreset(2000, 500, 320, "crowd", description="benchmark set, dense crowds only"),
+    "synthcrowd-sparse": SynthPreset(2000, 500, 320, "sparse", description="benchmark set, sparse scenes only"),
+}
+
+
+def default_cache_dir() -> Path:
+    """``$ERPOSE_CACHE/synth`` when set, else ``~/.cache/erpose/synth``."""
+    base = os.environ.get("ERPOSE_CACHE")
+    return Path(base).expanduser() / "synth" if base else Path.home() / ".cache" / "erpose" / "synth"
+
+
+def get_preset(name: str) -> SynthPreset:
+    """The preset called ``name``; raises ValueError naming the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown SynthCrowd preset {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+def ensure_preset(name: str, cache_dir: str | Path | None = None, workers: int | None = None,
+                  progress: bool = False) -> Path:
+    """Return the root of preset ``name``, generating it first when it is not in the cache.
+
+    The dataset lives at ``<cache_dir>/<name>-v<GENERATOR_VERSION>`` (cache_dir defaults to
+    ``default_cache_dir()``). Safe when several processes call it at once: each renders into its
+    own temporary folder and the first rename wins; the others keep the published one.
+
+    Args:
+        name: a key of ``PRESETS``.
+        cache_dir: folder holding the generated presets.
+        workers: rendering processes (default: up to 2, or the CPU count if lower).
+        progress: show a progress bar while generating.
+
+    Raises:
+        ValueError: unknown preset name.
+    """
+    preset = get_preset(name)
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    out = root / f"{name}-v{GENERATOR_VERSION}"
+    if (out / META_FILE).is_file():
+        return out
+    if workers is None:
+        workers = max(1, min(2, os.cpu_count() or 1))
+    return generate(out, train=preset.train, val=preset.val, imgsz=preset.imgsz, seed=preset.seed,
+                    preset=preset.density, workers=workers, skeleton=preset.skeleton, progress=progress,
+                    replace=False)
