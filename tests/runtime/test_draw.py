@@ -76,3 +76,20 @@ def test_nonfinite_and_far_keypoints_do_not_crash():
     kpts = np.array([[[np.nan, 5, 1.0], [1e12, -1e12, 1.0]]], np.float32)
     out = draw_poses(image, kpts, _two_point_skeleton())
     assert out.shape == image.shape
+
+
+def test_drawing_results_and_sources_import_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any 'import torch' now raises ImportError
+        "import numpy as np\n"
+        "import erpose.runtime.draw, erpose.engine.sources, erpose.engine.predictor\n"
+        "from erpose.engine.results import Results\n"
+        "from erpose.skeleton import COCO17\n"
+        "r = Results(np.zeros((32, 32, 3), np.uint8), 'x', np.ones(1), np.ones((1, 17, 3)), COCO17)\n"
+        "assert r.plot().shape == (32, 32, 3) and len(r.to_coco(1)) == 1\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
