@@ -99,12 +99,14 @@ def evaluate_detections(
     if sigmas is None and num_keypoints:
         sigmas = default_sigmas(num_keypoints)
     use_crowd = crowdpose == "on" or (crowdpose == "auto" and has_crowd_index(gt))
-    if use_crowd:
-        # The official protocol: OKS scale 0.53 * box area whether or not ``area`` exists.
-        return evaluate_crowdpose(gt, detections, sigmas=sigmas, max_dets=max_dets), "crowdpose"
-    use_area = all("area" in ann for ann in annotations)
+    # CrowdPose files have no ``area``: the official 0.53 * box area scale. Files that have one
+    # (SynthCrowd carries both ``area`` and ``crowdIndex``) keep the COCO scale.
+    use_area = bool(annotations) and all("area" in ann for ann in annotations)
     if not use_area:
         logger.info("ground truth has no 'area' for every person: OKS scale is 0.53 * box area")
+    if use_crowd:
+        metrics = evaluate_crowdpose(gt, detections, sigmas=sigmas, max_dets=max_dets, use_area=use_area)
+        return metrics, "crowdpose"
     metrics = evaluate_keypoints(gt, detections, sigmas=sigmas, max_dets=max_dets, use_area=use_area)
     return metrics, "coco"
 

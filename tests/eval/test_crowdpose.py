@@ -128,3 +128,27 @@ def test_empty_detections():
     gt, _ = hand_made_case()
     metrics = evaluate_crowdpose(gt, [])
     assert metrics["AP"] == 0.0 and metrics["AP_easy"] == 0.0
+
+
+def test_real_crowdpose_annotation_file():
+    import json
+    import os
+    from pathlib import Path
+
+    real = Path(os.environ.get("ERPOSE_REAL_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"))
+    path = real / "mmpose_testdata" / "crowdpose" / "test_crowdpose.json"
+    if not path.is_file():
+        pytest.skip("real data not available")
+    gt = json.loads(path.read_text())  # no 'area', crowdIndex 0.33 / 0.39: both images are medium
+    rng = np.random.default_rng(1)
+    dets = []
+    for ann in gt["annotations"]:
+        keypoints = np.asarray(ann["keypoints"], float).reshape(K, 3)
+        keypoints[:, :2] += rng.normal(0, 6, (K, 2))
+        dets.append({"image_id": ann["image_id"], "category_id": 1,
+                     "keypoints": keypoints.ravel().tolist(), "score": float(rng.uniform())})
+    ours = evaluate_crowdpose(path, dets)
+    reference = crowdpose_metrics(gt, dets, CROWDPOSE14.sigmas)
+    for name in CROWDPOSE_METRICS:
+        assert ours[name] == pytest.approx(reference[name], abs=1e-9), name
+    assert ours["AP_easy"] == -1.0 and ours["AP_hard"] == -1.0 and 0 < ours["AP_medium"] <= 1

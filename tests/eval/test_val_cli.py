@@ -88,3 +88,14 @@ def test_model_run_writes_results_that_reevaluate_identically(tmp_path, capsys):
     assert json.loads((out_dir / "metrics.json").read_text())["metrics"] == metrics
     again = run_json(["val", "--predictions", str(out_dir / "predictions.json"), "--data", str(gt_path)], capsys)
     assert again == metrics
+
+
+def test_synthcrowd_preset_end_to_end(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("erpose.data.synth")
+    pytest.importorskip("erpose.models.checkpoint")
+    monkeypatch.setenv("ERPOSE_CACHE", str(tmp_path / "cache"))
+    metrics = run_json(["val", "--weights", "erpose-n", "--data", "tiny", "--imgsz", "64", "--batch", "8",
+                        "--out", str(tmp_path / "val"), "--no-progress"], capsys)
+    # SynthCrowd images carry crowdIndex: the split is reported (with the COCO area scale).
+    assert list(metrics) == list(CROWDPOSE_METRICS)
+    assert all(v == -1.0 or 0.0 <= v <= 1.0 for v in metrics.values())
