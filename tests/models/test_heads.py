@@ -1,0 +1,116 @@
+import math
+
+import pytest
+import torch
+
+from erpose.geometry.anchors import make_anchor_points
+from erpose.models import build_model, model_summary
+from erpose.models.er_head import ERHead
+from erpose.models.yolopose_head import YOLOPoseHead
+
+STRIDES = (8, 16, 32)
+
+
+def _features(batch=2, channels=(16, 32, 64), size=32, requires_grad=False):
+    torch.manual_seed(0)
+    return {
+        s: torch.rand(batch, c, size // s, size // s, requires_grad=requires_grad) for s, c in zip(STRIDES, channels)
+    }
+
+
+def _freeze_norms(module):
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+
+
+def test_er_head_eval_output_is_the_decoded_o2o_topk():
+    head = ERHead((16, 32, 64), STRIDES, 4, max_det=5)
+    feats = _features()
+    head.train()
+    _freeze_norms(head)  # same normalisation in both modes, so the outputs must agree exactly
+    out = head(feats)
+    with torch.no_grad():
+        ref_scores = out.o2o.scores.sigmoid()
+        order = ref_scores.argsort(dim=1, descending=True)[:, :5]
+        head.eval()
+        top = head(feats)
+    assert top.shape == (2, 5, 1 + 3 * 4)
+    for b in range(2):
+        rows = order[b]
+        assert torch.allclose(top[b, :, 0], ref_scores[b, rows])
+        kpts = out.o2o.keypoints[b, rows].detach()
+        assert torch.allclose(top[b, :, 1:].view(5, 4, 3)[..., :2], kpts[..., :2])
+        assert torch.allclose(top[b, :, 1:].view(5, 4, 3)[..., 2], kpts[..., 2].sigmoid())
+
+
+def test_er_head_training_keypoints_use_a_plus_r_times_s():
+    head = ERHead((16, 32, 64), STRIDES, 3).train()
+    feats = _features(batch=1, size=64)
+    out = head(feats)
+    branch = head.o2m
+    offsets = torch.cat([kb(feats[s])[0] for s, kb in zip(STRIDES, branch.keypoints)], dim=1)
+    anchors, strides = make_anchor_points([(8, 8), (4, 4), (2, 2)], STRIDES)
+    assert torch.equal(out.anchor_points, anchors) and torch.equal(out.strides, strides)
+    # Anchor 9 is cell (x=1, y=1) of the 8 x 8 stride-8 level: centre (1.5, 1.5).
+    expected = (torch.tensor([1.5, 1.5]) + offsets[0, 9]) * 8
+    assert torch.allclose(out.o2m.keypoints[0, 9, :, :2], expected, atol=1e-6)
+    # Anchor 64 + 4 + 1 = 69 is cell (1, 1) of the stride-16 level.
+    expected = (torch.tensor([1.5, 1.5]) + offsets[0, 69]) * 16
+    assert torch.allclose(out.o2m.keypoints[0, 69, :, :2], expected, atol=1e-5)
+
+
+def test_o2o_is_a_copy_and_detached_features_by_default():
+    head = ERHead((16, 32, 64), STRIDES, 3)
+    o2m = dict(head.o2m.named_parameters())
+    for name, p in head.o2o.named_parameters():
+        assert torch.equal(p, o2m[name]) and p.data_ptr() != o2m[name].data_ptr()
+    for detach in (True, False):
+        head = ERHead((16, 32, 64), STRIDES, 3, o2o_detach=detach).train()
+        feats = _features(batch=1, size=64, requires_grad=True)
+        out = head(feats)
+        out.o2o.scores.sum().backward()
+        assert (feats[8].grad is None) == detach
+
+
+def test_deploy_drops_exactly_the_o2m_parameters():
+    model = build_model("erpose-n")
+    total = sum(p.numel() for p in model.parameters())
+    o2m = sum(p.numel() for p in model.head.o2m.parameters())
+    images = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model.eval()(images)
+    model.deploy()
+    assert sum(p.numel() for p in model.parameters()) == total - o2m
+    assert not any(key.startswith("head.o2m") for key in model.state_dict())
+    assert model.deployed and not model.training
+    with torch.no_grad():
+        assert torch.equal(model(images), before)
+    with pytest.raises(RuntimeError, match="deployed"):
+        model.train()(images)
+
+
+def test_score_bias_initialisation():
+    head = ERHead((16, 32, 64), STRIDES, 3)
+    biases = [branch[-1].bias.item() for branch in head.o2o.scores]
+    assert biases == pytest.approx([math.log(5 / (640 / s) ** 2) for s in STRIDES])
+    head = YOLOPoseHead((16, 32, 64), STRIDES, 3, score_prior=0.01)
+    assert head.scores[0][-1].bias.item() == pytest.approx(math.log(0.01 / 0.99))
+
+
+def test_baseline_widths_follow_the_ultralytics_formulas():
+    head = YOLOPoseHead((64, 128, 256), STRIDES, 17)
+    assert (head.box_width, head.score_width, head.keypoint_width) == (64, 64, 51)
+    head = YOLOPoseHead((384, 768, 768), STRIDES, 17)
+    assert (head.box_width, head.score_width, head.keypoint_width) == (96, 384, 96)
+
+
+def test_nano_parameter_parity_and_er_budget():
+    # YOLO11n-pose (fused) has 2,866,468 parameters, 16 of which are its fixed DFL conv; our DFL
+    # is a parameter-free softmax expectation, so an exact architecture match gives 2,866,452.
+    baseline = model_summary(build_model("yolopose-n"), imgsz=320)
+    assert baseline.parameters == 2_866_452
+    ours = model_summary(build_model("erpose-n"), imgsz=640)
+    assert ours.parameters < 2_870_000 and ours.parameters_unfused < 2_870_000
+    assert ours.gflops <= 7.6
+    assert ours.gflops < 4 * baseline.gflops  # baseline counted at 320: x4 at 640
