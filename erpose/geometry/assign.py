@@ -1,0 +1,457 @@
+"""Dynamic sample assignment: the keypoint-driven assigner (ER-Pose) and box-IoU task alignment (baseline).
+
+Both assigners share one core: for every (person g, anchor point j) pair among the candidates,
+a quality ``q`` (OKS of the detached predicted keypoints, or CIoU of the predicted box) and the
+alignment ``t = score_j^alpha * q^beta``. Each person takes its top-k candidates by ``t``; an anchor
+claimed by several persons goes to the one with the higher ``q``. ``topk=1`` is the one-to-one
+(o2o) assignment. Every valid person (a real person with at least one labelled keypoint) is
+guaranteed one positive of its own: an exclusive top-1 matching runs first (greedy, in rounds
+vectorised over the batch, conflicts won by the higher ``q``) and its anchors are reserved.
+
+Soft score targets follow TAL: ``target_j = t_j / max_pos(t) * max_pos(q)`` per person, so the
+person's best anchor gets its best quality. Anchors covered by ignore regions, or by the boxes of
+persons without labelled keypoints, are excluded from the candidates and get no score loss.
+
+Everything is computed without gradient; pass predictions as they come out of the head.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from erpose.geometry.boxes import complete_box_iou
+from erpose.geometry.oks import keypoint_extent_boxes, oks_terms
+
+#: exp(-u^2) is below 1e-34 beyond this; clamping keeps exp out of the (very slow on CPU)
+#: denormal range, which otherwise dominates the assigner's run time.
+_MAX_U2 = 80.0
+
+
+@dataclass
+class Assignment:
+    """Result of an assigner for a batch of B images, A anchor points, N padded persons.
+
+    Attributes:
+        person_index: (B, A) int64 index of the assigned person in ``[0, N)``, -1 for none.
+        positive: (B, A) bool, ``person_index >= 0``.
+        target_scores: (B, A) float soft score targets in [0, 1] (0 on negatives).
+        ignore: (B, A) bool, anchors that get no score loss (ignore regions, persons without
+            labelled keypoints); never true on a positive.
+        keypoints: (B, A, K, 3) ground-truth keypoints of the assigned person (zeros elsewhere).
+        areas: (B, A) ground-truth areas of the assigned person (0 elsewhere).
+        boxes: (B, A, 4) ground-truth boxes of the assigned person (zeros elsewhere).
+        quality: (B, A) OKS (or CIoU) of each positive's prediction with its person.
+        positives_per_person: (B, N) int64 number of positives of each person.
+        candidates_per_person: (B, N) int64 number of candidate anchors of each person.
+    """
+
+    person_index: torch.Tensor
+    positive: torch.Tensor
+    target_scores: torch.Tensor
+    ignore: torch.Tensor
+    keypoints: torch.Tensor
+    areas: torch.Tensor
+    boxes: torch.Tensor
+    quality: torch.Tensor
+    positives_per_person: torch.Tensor
+    candidates_per_person: torch.Tensor
+
+
+def points_in_boxes(points: torch.Tensor, boxes: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """Which points lie strictly inside which boxes: (A, 2) x (B, N, 4) -> (B, N, A) bool (NaN boxes: none)."""
+    x, y = points[:, 0], points[:, 1]
+    return (
+        (x > boxes[..., 0:1] + eps)
+        & (y > boxes[..., 1:2] + eps)
+        & (x < boxes[..., 2:3] - eps)
+        & (y < boxes[..., 3:4] - eps)
+    )
+
+
+def level_gate(areas: torch.Tensor, strides: torch.Tensor, band: tuple[float, float]) -> torch.Tensor:
+    """Pyramid levels whose stride fits each person's scale ``sqrt(A)``.
+
+    A level of stride ``s`` is allowed when ``band[0] <= sqrt(A) / s <= band[1]``; the level whose
+    ratio is closest (in log scale) to the band's geometric centre is always allowed, so tiny and
+    huge persons keep one level.
+
+    Args:
+        areas: (B, N) person areas, pixels^2.
+        strides: (A,) stride of each anchor point, pixels.
+        band: (low, high) bounds on ``sqrt(A) / stride``.
+
+    Returns:
+        (B, N, A) bool.
+    """
+    levels, level_of_anchor = torch.unique(strides, return_inverse=True)
+    ratio = areas.clamp(min=1.0).sqrt()[..., None] / levels  # (B, N, L)
+    allowed = (ratio >= band[0]) & (ratio <= band[1])
+    best = (ratio.log() - 0.5 * math.log(band[0] * band[1])).abs().argmin(dim=-1)
+    allowed |= torch.nn.functional.one_hot(best, levels.numel()).bool()
+    return allowed.index_select(-1, level_of_anchor)  # faster than advanced indexing on CPU
+
+
+def keypoint_candidates(
+    anchor_pixels: torch.Tensor,
+    strides: torch.Tensor,
+    gt_keypoints: torch.Tensor,
+    margin: float,
+    margin_strides: float,
+    fallback_radius: float,
+) -> torch.Tensor:
+    """Anchor points inside each person's tight keypoint box, expanded.
+
+    The box grows on every side by ``margin`` times its own width/height plus ``margin_strides``
+    times the stride of the anchor's level; with ``margin_strides >= 0.5`` every labelled keypoint
+    inside the image has at least its own cell as a candidate on every level. Persons with one or
+    two labelled keypoints (a degenerate box) also take the anchors within ``fallback_radius``
+    strides (Chebyshev distance) of each labelled keypoint.
+
+    Args:
+        anchor_pixels: (A, 2) anchor centres, pixels.
+        strides: (A,) pixels.
+        gt_keypoints: (B, N, K, 3).
+
+    Returns:
+        (B, N, A) bool.
+    """
+    ext = keypoint_extent_boxes(gt_keypoints)  # (B, N, 4)
+    pad = margin * (ext[..., 2:] - ext[..., :2])  # (B, N, 2)
+    lo = (ext[..., :2] - pad)[..., None]  # (B, N, 2, 1)
+    hi = (ext[..., 2:] + pad)[..., None]
+    cell = margin_strides * strides
+    x, y = anchor_pixels[:, 0], anchor_pixels[:, 1]
+    # Per-axis (B, N, A) comparisons against (A,) vectors: cheaper than a (B, N, A, 2) tensor.
+    inside = (x + cell >= lo[:, :, 0]) & (x - cell <= hi[:, :, 0]) & (y + cell >= lo[:, :, 1]) & (y - cell <= hi[:, :, 1])
+
+    labelled = gt_keypoints[..., 2] > 0
+    few = (labelled.sum(dim=-1) > 0) & (labelled.sum(dim=-1) <= 2)
+    if few.any():
+        b, n = few.nonzero(as_tuple=True)
+        # The (at most two) labelled keypoints of each such person, padded with its first one.
+        order = labelled[b, n].to(torch.int8).argsort(dim=-1, descending=True, stable=True)[:, :2]
+        picked = gt_keypoints[b, n].gather(1, order[..., None].expand(-1, -1, 3))  # (F, 2, 3)
+        picked_xy = torch.where(picked[..., 2:] > 0, picked[..., :2], picked[:, :1, :2])
+        chebyshev = (anchor_pixels[None, :, None] - picked_xy[:, None]).abs().amax(dim=-1)  # (F, A, 2)
+        near = (chebyshev <= fallback_radius * strides[None, :, None]).any(dim=-1)
+        inside[b, n] |= near
+    return inside
+
+
+def _exclusive_match(
+    person: torch.Tensor, anchor: torch.Tensor, key: torch.Tensor, quality: torch.Tensor,
+    pending: torch.Tensor, taken: torch.Tensor,
+) -> torch.Tensor:
+    """Greedy one-anchor-per-person matching over a list of (person, anchor) pairs.
+
+    In each round every pending person proposes its best pair (by ``key``) whose anchor is still
+    free; each proposed anchor goes to the proposer with the highest ``quality`` (ties: lower
+    person id) and the losers propose again next round. A round matches at least one person per
+    contested anchor, so it ends after at most as many rounds as persons (in practice two or three).
+    Persons and anchors are flat ids (batch folded in), so the batch is handled in one go.
+
+    Args:
+        person, anchor: (P,) int64 flat ids of each pair.
+        key: (P,) ranking key; quality: (P,) conflict-resolution quality.
+        pending: (num_persons,) bool persons to match (modified in place).
+        taken: (num_anchors,) bool anchors already used (modified in place).
+
+    Returns:
+        (num_persons,) int64 matched flat anchor id, -1 where none was free.
+    """
+    num_pairs = person.numel()
+    matched = torch.full_like(pending, -1, dtype=torch.long)
+    while True:
+        alive = (pending[person] & ~taken[anchor]).nonzero().squeeze(1)
+        if alive.numel() == 0:
+            break
+        alive_person, alive_key = person[alive], key[alive]
+        best = torch.full(pending.shape, -math.inf, device=key.device)
+        best = best.scatter_reduce(0, alive_person, alive_key, reduce="amax")
+        is_best = alive_key >= best[alive_person]
+        choice = torch.full(pending.shape, num_pairs, dtype=torch.long, device=key.device)
+        choice = choice.scatter_reduce(0, alive_person[is_best], alive[is_best], reduce="amin")
+        pending &= choice < num_pairs  # persons without a free candidate drop out
+        proposal = choice[pending]
+        who, where, q = person[proposal], anchor[proposal], quality[proposal]
+        top_q = torch.full(taken.shape, -math.inf, device=key.device).scatter_reduce(0, where, q, reduce="amax")
+        is_top = q >= top_q[where]
+        first = torch.full(taken.shape, pending.numel(), dtype=torch.long, device=key.device)
+        first = first.scatter_reduce(0, where[is_top], who[is_top], reduce="amin")
+        wins = is_top & (who == first[where])
+        matched[who[wins]] = where[wins]
+        taken[where[wins]] = True
+        pending[who[wins]] = False
+    return matched
+
+
+def _assign_core(
+    scores: torch.Tensor,
+    anchor_pixels: torch.Tensor,
+    gt_keypoints: torch.Tensor,
+    gt_areas: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    person_mask: torch.Tensor,
+    ignore_boxes: torch.Tensor,
+    ignore_mask: torch.Tensor,
+    candidates: torch.Tensor,
+    quality_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    alpha: float,
+    beta: float,
+    topk: int,
+) -> Assignment:
+    batch, num_persons, num_anchors = candidates.shape
+    device = scores.device
+    valid = person_mask & (gt_keypoints[..., 2] > 0).any(dim=-1)  # (B, N)
+
+    # Ignore regions: crowd boxes and the boxes of real persons without labelled keypoints.
+    unlabelled = person_mask & ~valid
+    regions = torch.cat([ignore_boxes, torch.where(unlabelled[..., None], gt_boxes, torch.nan)], dim=1)
+    region_mask = torch.cat([ignore_mask, unlabelled], dim=1)
+    region_b, region_i = region_mask.nonzero(as_tuple=True)  # only the active regions (usually few)
+    inside_region = points_in_boxes(anchor_pixels, regions[region_b, region_i][None])[0]  # (R, A)
+    covered = torch.zeros(batch, num_anchors, dtype=torch.int32, device=device)
+    covered = covered.index_add_(0, region_b, inside_region.int()) > 0  # (B, A)
+
+    # Work on the sparse list of candidate pairs; persons and anchors get flat ids b*N+n, b*A+a.
+    b, n, a = (candidates & valid[..., None]).nonzero(as_tuple=True)
+    person, anchor = b * num_persons + n, b * num_anchors + a
+    # Candidates avoid ignore regions unless a person has no candidate outside them.
+    inside = covered.view(-1)[anchor]
+    has_outside = torch.zeros(batch * num_persons, dtype=torch.bool, device=device)
+    has_outside[person[~inside]] = True
+    keep = ~inside | ~has_outside[person]
+    b, n, a, person, anchor = b[keep], n[keep], a[keep], person[keep], anchor[keep]
+    candidates_per_person = torch.bincount(person, minlength=batch * num_persons)
+
+    quality = quality_fn(b, n, a).clamp(min=0.0)
+    metric = scores[b, a].clamp(min=0.0).pow(alpha) * quality.pow(beta)
+
+    # Exclusive top-1 among candidates, reserved for each person (its o2o positive).
+    taken = torch.zeros(batch * num_anchors, dtype=torch.bool, device=device)
+    reserved = _exclusive_match(person, anchor, metric, quality, valid.flatten().clone(), taken)
+    unmatched = valid.flatten() & (reserved < 0)
+    if bool(unmatched.any()):
+        # Rare: every candidate of these persons went to others. Take the free anchor nearest
+        # to the person's keypoint centre, outside ignore regions if possible.
+        extra = _fallback_pairs(unmatched, anchor_pixels, gt_keypoints, covered, num_persons)
+        f_person, f_anchor, f_key = extra
+        f_reserved = _exclusive_match(f_person, f_anchor, f_key, torch.zeros_like(f_key), unmatched, taken)
+        got = (f_reserved >= 0).nonzero().squeeze(1)
+        fb, fa = got // num_persons, f_reserved[got] % num_anchors
+        f_quality = quality_fn(fb, got % num_persons, fa).clamp(min=0.0)
+        b, a = torch.cat([b, fb]), torch.cat([a, fa])
+        person, anchor = torch.cat([person, got]), torch.cat([anchor, f_reserved[got]])
+        quality = torch.cat([quality, f_quality])
+        metric = torch.cat([metric, scores[fb, fa].clamp(min=0.0).pow(alpha) * f_quality.pow(beta)])
+        reserved = torch.where(f_reserved >= 0, f_reserved, reserved)
+
+    owner = torch.full((batch * num_anchors,), -1, dtype=torch.long, device=device)
+    if topk > 1:
+        # Rank each person's pairs by metric: sort by metric, then stably by person.
+        order = metric.argsort(descending=True)
+        order = order[person[order].argsort(stable=True)]
+        counts = torch.bincount(person, minlength=batch * num_persons)
+        starts = counts.cumsum(0) - counts
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(order.numel(), device=device) - starts[person[order]]
+        claim = (rank < topk).nonzero().squeeze(1)
+        # An anchor claimed by several persons goes to the one with the higher quality.
+        c_person, c_anchor, c_quality = person[claim], anchor[claim], quality[claim]
+        top_q = torch.full_like(owner, -1, dtype=quality.dtype).scatter_reduce(0, c_anchor, c_quality, reduce="amax")
+        is_top = c_quality >= top_q[c_anchor]
+        first = torch.full_like(owner, batch * num_persons).scatter_reduce(
+            0, c_anchor[is_top], c_person[is_top], reduce="amin"
+        )
+        wins = is_top & (c_person == first[c_anchor])
+        owner[c_anchor[wins]] = c_person[wins]
+    matched = (reserved >= 0).nonzero().squeeze(1)
+    owner[reserved[matched]] = matched  # reserved anchors override claims
+
+    # Soft targets: per person, t / max(t) * max(quality) over its positives.
+    pos = (owner[anchor] == person).nonzero().squeeze(1)
+    p_person, p_anchor = person[pos], anchor[pos]
+    best_metric = torch.zeros(batch * num_persons, device=device).scatter_reduce(0, p_person, metric[pos], reduce="amax")
+    best_quality = torch.zeros_like(best_metric).scatter_reduce(0, p_person, quality[pos], reduce="amax")
+    # Safe division instead of TAL's +eps: OKS^6 of an untrained model can be ~1e-12 and must
+    # still give its best anchor the full target.
+    ratio = metric[pos] / best_metric[p_person].clamp(min=torch.finfo(metric.dtype).tiny)
+    target_scores = torch.zeros(batch * num_anchors, device=device)
+    target_scores[p_anchor] = ratio.clamp(max=1.0) * best_quality[p_person]
+    pos_quality = torch.zeros(batch * num_anchors, device=device)
+    pos_quality[p_anchor] = quality[pos]
+
+    owner = owner.view(batch, num_anchors)
+    positive = owner >= 0
+    person_index = torch.where(positive, owner % num_persons, -1)
+    pb, pa = positive.nonzero(as_tuple=True)
+    pn = person_index[pb, pa]
+    num_keypoints = gt_keypoints.shape[2]
+    keypoints = gt_keypoints.new_zeros(batch, num_anchors, num_keypoints, 3)
+    keypoints[pb, pa] = gt_keypoints[pb, pn]
+    areas = gt_areas.new_zeros(batch, num_anchors)
+    areas[pb, pa] = gt_areas[pb, pn]
+    boxes = gt_boxes.new_zeros(batch, num_anchors, 4)
+    boxes[pb, pa] = gt_boxes[pb, pn]
+    return Assignment(
+        person_index=person_index,
+        positive=positive,
+        target_scores=target_scores.view(batch, num_anchors),
+        ignore=covered & ~positive,
+        keypoints=keypoints,
+        areas=areas,
+        boxes=boxes,
+        quality=pos_quality.view(batch, num_anchors),
+        positives_per_person=torch.bincount(owner[positive], minlength=batch * num_persons).view(batch, num_persons),
+        candidates_per_person=candidates_per_person.view(batch, num_persons),
+    )
+
+
+def _fallback_pairs(
+    unmatched: torch.Tensor, anchor_pixels: torch.Tensor, gt_keypoints: torch.Tensor, covered: torch.Tensor,
+    num_persons: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All (person, anchor) pairs of the unmatched persons, keyed by closeness (ignore-covered last)."""
+    ids = unmatched.nonzero().squeeze(1)  # flat person ids
+    b = ids // num_persons
+    ext = keypoint_extent_boxes(gt_keypoints.flatten(0, 1)[ids])
+    centres = 0.5 * (ext[:, :2] + ext[:, 2:])  # (F, 2)
+    distance = (anchor_pixels[None] - centres[:, None]).norm(dim=-1)  # (F, A)
+    span = float((anchor_pixels.amax(dim=0) - anchor_pixels.amin(dim=0)).norm()) + 1.0
+    key = -distance / span - covered[b].float()
+    num_anchors = anchor_pixels.shape[0]
+    person = ids[:, None].expand(-1, num_anchors).flatten()
+    anchor = (b[:, None] * num_anchors + torch.arange(num_anchors, device=ids.device)).flatten()
+    return person, anchor, key.flatten()
+
+
+def _clean_boxes(gt_boxes: torch.Tensor, gt_keypoints: torch.Tensor) -> torch.Tensor:
+    """Replace NaN box rows by the tight keypoint box (METHOD.md: the box is optional)."""
+    finite = torch.isfinite(gt_boxes).all(dim=-1, keepdim=True)
+    return torch.where(finite, gt_boxes, keypoint_extent_boxes(gt_keypoints))
+
+
+@torch.no_grad()
+def assign_by_keypoints(
+    scores: torch.Tensor,
+    pred_keypoints: torch.Tensor,
+    anchor_pixels: torch.Tensor,
+    strides: torch.Tensor,
+    gt_keypoints: torch.Tensor,
+    gt_areas: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    person_mask: torch.Tensor,
+    ignore_boxes: torch.Tensor,
+    ignore_mask: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    alpha: float = 0.5,
+    beta: float = 6.0,
+    topk: int = 10,
+    candidates: str = "keypoints",
+    margin: float = 0.1,
+    margin_strides: float = 0.5,
+    fallback_radius: float = 1.5,
+    use_level_gate: bool = True,
+    level_band: tuple[float, float] = (2.0, 8.0),
+) -> Assignment:
+    """OKS-aligned dynamic assignment (ER-Pose, ablation steps B1..B5).
+
+    Args:
+        scores: (B, A) predicted person scores as probabilities in [0, 1] (sigmoid applied).
+        pred_keypoints: (B, A, K, 2 or 3) decoded predicted keypoints, pixels (visibility unused).
+        anchor_pixels: (A, 2) anchor centres, pixels.
+        strides: (A,) pixels.
+        gt_keypoints: (B, N, K, 3) x, y pixels, v.
+        gt_areas: (B, N) OKS areas, pixels^2.
+        gt_boxes: (B, N, 4) x1y1x2y2 pixels (NaN rows replaced by the keypoint box).
+        person_mask: (B, N) bool, real (non-padding) persons.
+        ignore_boxes: (B, M, 4), ignore_mask: (B, M) crowd regions.
+        sigmas: (K,) OKS sigmas.
+        alpha, beta: alignment exponents ``t = score^alpha * OKS^beta``.
+        topk: positives per person; 1 gives the one-to-one (o2o) assignment.
+        candidates: ``"keypoints"`` (expanded keypoint box, B3+) or ``"gt_box"`` (anchor centres
+            inside the ground-truth box, B1/B2).
+        margin, margin_strides, fallback_radius: see ``keypoint_candidates``.
+        use_level_gate: restrict candidates to the levels ``level_gate`` allows.
+        level_band: (low, high) bounds on ``sqrt(A) / stride``.
+
+    Returns:
+        The ``Assignment``; ``quality`` holds OKS.
+    """
+    if candidates not in ("keypoints", "gt_box"):
+        raise ValueError(f"candidates must be 'keypoints' or 'gt_box', got {candidates!r}")
+    scores, pred_xy = scores.float(), pred_keypoints[..., :2].float()
+    gt_keypoints, gt_areas = gt_keypoints.float(), gt_areas.float()
+    gt_boxes = _clean_boxes(gt_boxes.float(), gt_keypoints)
+    anchor_pixels, strides, sigmas = anchor_pixels.float(), strides.float(), sigmas.float()
+    if candidates == "keypoints":
+        cand = keypoint_candidates(anchor_pixels, strides, gt_keypoints, margin, margin_strides, fallback_radius)
+    else:
+        cand = points_in_boxes(anchor_pixels, gt_boxes)
+    if use_level_gate:
+        cand &= level_gate(gt_areas, strides, level_band)
+
+    def quality_fn(b: torch.Tensor, n: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        gt = gt_keypoints[b, n]
+        u2 = oks_terms(pred_xy[b, a], gt, gt_areas[b, n], sigmas).clamp(max=_MAX_U2)
+        labelled = (gt[..., 2] > 0).float()
+        return (torch.exp(-u2) * labelled).sum(dim=-1) / labelled.sum(dim=-1).clamp(min=1.0)
+
+    return _assign_core(
+        scores, anchor_pixels, gt_keypoints, gt_areas, gt_boxes, person_mask, ignore_boxes.float(),
+        ignore_mask, cand, quality_fn, alpha, beta, topk,
+    )
+
+
+@torch.no_grad()
+def assign_by_box_iou(
+    scores: torch.Tensor,
+    pred_boxes: torch.Tensor,
+    anchor_pixels: torch.Tensor,
+    gt_keypoints: torch.Tensor,
+    gt_areas: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    person_mask: torch.Tensor,
+    ignore_boxes: torch.Tensor,
+    ignore_mask: torch.Tensor,
+    *,
+    alpha: float = 0.5,
+    beta: float = 6.0,
+    topk: int = 10,
+) -> Assignment:
+    """Task-aligned assignment by box IoU (the YOLO-Pose baseline, B0).
+
+    Candidates are anchor centres strictly inside the ground-truth box, quality is the CIoU of the
+    predicted box (clamped at 0), ``t = score^alpha * CIoU^beta``, top-k per person, conflicts to
+    the higher CIoU, soft targets normalised by the best CIoU.
+
+    Args:
+        scores: (B, A) predicted person (class) scores as probabilities in [0, 1].
+        pred_boxes: (B, A, 4) decoded predicted boxes x1y1x2y2, pixels.
+        anchor_pixels: (A, 2) anchor centres, pixels.
+        gt_keypoints: (B, N, K, 3); persons without labelled keypoints become ignore regions.
+        gt_areas: (B, N); gt_boxes: (B, N, 4); person_mask: (B, N).
+        ignore_boxes: (B, M, 4), ignore_mask: (B, M).
+        alpha, beta, topk: as in ``assign_by_keypoints``.
+
+    Returns:
+        The ``Assignment``; ``quality`` holds CIoU.
+    """
+    scores, pred_boxes = scores.float(), pred_boxes.float()
+    gt_keypoints, gt_areas = gt_keypoints.float(), gt_areas.float()
+    gt_boxes = _clean_boxes(gt_boxes.float(), gt_keypoints)
+    anchor_pixels = anchor_pixels.float()
+    cand = points_in_boxes(anchor_pixels, gt_boxes)
+
+    def quality_fn(b: torch.Tensor, n: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return complete_box_iou(pred_boxes[b, a], gt_boxes[b, n])
+
+    return _assign_core(
+        scores, anchor_pixels, gt_keypoints, gt_areas, gt_boxes, person_mask, ignore_boxes.float(),
+        ignore_mask, cand, quality_fn, alpha, beta, topk,
+    )
