@@ -1,15 +1,73 @@
-"""``erpose synth``: not implemented yet (issue #3)."""
+"""``erpose synth``: generate a SynthCrowd synthetic crowded-people dataset (COCO JSON + YOLO-pose)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
+from pathlib import Path
+
+from erpose.cli.main import CLIError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = "not implemented yet: see issue #3"
+    from erpose.data.synth import DENSITIES, PRESETS
+
+    parser.add_argument("--out", required=True, help="output dataset folder (replaced whole if it is a dataset)")
+    parser.add_argument("--name", default=None, choices=sorted(PRESETS),
+                        help="a named preset: sets train/val/imgsz/preset/seed (explicit flags still win)")
+    parser.add_argument("--train", type=int, default=None, help="training images (default 2000)")
+    parser.add_argument("--val", type=int, default=None, help="validation images (default 500)")
+    parser.add_argument("--imgsz", type=int, default=None, help="square image side in px (default 320, >= 64)")
+    parser.add_argument("--seed", type=int, default=None, help="base seed (default 0)")
+    parser.add_argument("--preset", default=None, metavar="{" + ",".join(DENSITIES) + "}",
+                        help="scene density (default mixed)")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="rendering processes; the output does not depend on it")
+    parser.add_argument("--skeleton", default=None, choices=["coco17", "crowdpose14"], help="default coco17")
+    parser.add_argument("--paste-from", nargs=2, default=None, metavar=("COCO_JSON", "IMAGE_DIR"),
+                        help="paste real people cut along their segmentation polygons instead of drawn figures")
+    parser.add_argument("--png", action="store_true", help="write PNG instead of JPEG (quality 95)")
+
+
+def _resolve(args: argparse.Namespace) -> dict:
+    from erpose.data.synth import get_preset
+
+    base = get_preset(args.name) if args.name else None
+    pick = lambda value, field, default: value if value is not None else (  # noqa: E731
+        getattr(base, field) if base is not None else default)
+    return {
+        "train": pick(args.train, "train", 2000), "val": pick(args.val, "val", 500),
+        "imgsz": pick(args.imgsz, "imgsz", 320), "seed": pick(args.seed, "seed", 0),
+        "preset": pick(args.preset, "density", "mixed"), "skeleton": pick(args.skeleton, "skeleton", "coco17"),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    print("erpose synth: not implemented yet (issue #3)", file=sys.stderr)
-    return 2
+    from erpose.data.synth import generate
+
+    opts = _resolve(args)
+    if args.paste_from:
+        json_path, image_dir = args.paste_from
+        if not Path(json_path).is_file():
+            raise CLIError(f"--paste-from: annotation file {json_path} not found")
+    start = time.perf_counter()
+    root = generate(args.out, workers=args.workers, paste_from=tuple(args.paste_from) if args.paste_from else None,
+                    progress=sys.stderr.isatty(), image_format="png" if args.png else "jpg", **opts)
+    seconds = time.perf_counter() - start
+    meta = json.loads((root / "synth.json").read_text())
+    total = opts["train"] + opts["val"]
+    print(f"SynthCrowd: {total} images ({opts['train']} train / {opts['val']} val) at {opts['imgsz']} px, "
+          f"preset {opts['preset']}, seed {opts['seed']}, in {seconds:.1f} s ({total / seconds:.1f} img/s, "
+          f"{args.workers} workers) -> {root}")
+    for split, st in meta["statistics"].items():
+        ci = st["crowd_index"]
+        easy, medium, hard = ci["easy_medium_hard"]
+        print(f"  {split:5s}: {st['persons']} persons, {st['persons_per_image']['mean']:.1f}/image "
+              f"(max {st['persons_per_image']['max']}), visible keypoints {st['visible_fraction']:.0%}; "
+              f"crowd index mean {ci['mean']:.2f}, p10/p50/p90 {'/'.join(f'{q:.2f}' for q in ci['p10_p50_p90'])}, "
+              f"easy/medium/hard {easy:.0%}/{medium:.0%}/{hard:.0%}")
+    print(f"  data YAML: {root / 'data.yaml'}; COCO JSON: {root / 'annotations'}")
+    return 0

@@ -74,20 +74,20 @@ def _check_args(train: int, val: int, imgsz: int, preset: str, workers: int, ske
                 paste_from: tuple[str, str] | None) -> None:
     for name, value in (("train", train), ("val", val)):
         if not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"synth: --{name} must be a non-negative integer, got {value!r}")
+            raise ValueError(f"--{name} must be a non-negative integer, got {value!r}")
     if train + val == 0:
-        raise ValueError("synth: nothing to generate (--train and --val are both 0)")
+        raise ValueError("nothing to generate (--train and --val are both 0)")
     if not (MIN_IMGSZ <= imgsz <= MAX_IMGSZ):
-        raise ValueError(f"synth: --imgsz {imgsz} out of range {MIN_IMGSZ}..{MAX_IMGSZ} "
+        raise ValueError(f"--imgsz {imgsz} out of range {MIN_IMGSZ}..{MAX_IMGSZ} "
                          f"(a person needs at least {MIN_IMGSZ} px of image)")
     if preset not in DENSITIES:
-        raise ValueError(f"synth: unknown --preset {preset!r}; known: {', '.join(DENSITIES)}")
+        raise ValueError(f"unknown --preset {preset!r}; known: {', '.join(DENSITIES)}")
     if workers < 1:
-        raise ValueError(f"synth: --workers must be >= 1, got {workers}")
+        raise ValueError(f"--workers must be >= 1, got {workers}")
     if skeleton not in SKELETON_JOINTS:
-        raise ValueError(f"synth: unknown --skeleton {skeleton!r}; known: {', '.join(SKELETON_JOINTS)}")
+        raise ValueError(f"unknown --skeleton {skeleton!r}; known: {', '.join(SKELETON_JOINTS)}")
     if paste_from is not None and skeleton != "coco17":
-        raise ValueError("synth: --paste-from needs --skeleton coco17 (the pasted people carry COCO keypoints)")
+        raise ValueError("--paste-from needs --skeleton coco17 (the pasted people carry COCO keypoints)")
 
 
 def _statistics(labels: dict[str, list[dict]]) -> dict:
@@ -180,10 +180,10 @@ def generate(out_dir: str | Path, *, train: int, val: int, imgsz: int = 320, see
     """
     _check_args(train, val, imgsz, preset, workers, skeleton, paste_from)
     if image_format not in ("jpg", "png"):
-        raise ValueError(f"synth: image_format must be jpg or png, got {image_format!r}")
+        raise ValueError(f"image_format must be jpg or png, got {image_format!r}")
     out = Path(out_dir).expanduser().absolute()
     if out.exists() and any(out.iterdir()) and not (out / META_FILE).is_file():
-        raise ValueError(f"synth: {out} exists and is not a SynthCrowd dataset; refusing to overwrite it")
+        raise ValueError(f"{out} exists and is not a SynthCrowd dataset; refusing to overwrite it")
     paste = (str(paste_from[0]), str(paste_from[1])) if paste_from else None
     if paste:
         PasteBank.load(*paste)  # fail early, in the caller's process, on a bad --paste-from

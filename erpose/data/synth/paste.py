@@ -155,8 +155,9 @@ class _PastedPeople:
         crop = self.bank._read(person.image)[y0:y1, x0:x1]
         crop = cv2.resize(crop, (dw, dh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
-        def to_crop(points: np.ndarray) -> np.ndarray:  # source continuous coords -> crop continuous
-            out = (points - [x0, y0]) * [sx, sy]
+        def to_crop(points: np.ndarray) -> np.ndarray:
+            # Source pixel indices (integer = centre) -> crop coordinates with 0 at the left edge.
+            out = (points + 0.5 - [x0, y0]) * [sx, sy]
             return np.stack([dw - out[:, 0], out[:, 1]], 1) if self.flip[i] else out
 
         if self.flip[i]:

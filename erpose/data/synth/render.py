@@ -2,8 +2,8 @@
 skin tones, textures, and procedural backgrounds. OpenCV primitives only, no per-pixel Python.
 
 Coordinates given to OpenCV use 3 fractional bits (``shift=3``) so that small people keep
-sub-pixel accuracy. A drawing coordinate ``x`` is the centre of pixel ``x``; labels add 0.5
-(the COCO convention where pixel ``i`` spans ``[i, i + 1)``).
+sub-pixel accuracy. A coordinate ``x`` is the centre of pixel ``x``, as in the labels (the
+convention of ``erpose.data.coco``).
 """
 
 from __future__ import annotations

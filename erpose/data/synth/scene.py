@@ -33,7 +33,7 @@ class SceneRender:
 
     Attributes:
         image: (H, W, 3) uint8 BGR.
-        keypoints: (N, K, 3) float32 x, y in pixels (pixel i spans [i, i + 1)), v in {0, 1, 2}.
+        keypoints: (N, K, 3) float32 x, y in pixels (integer = pixel centre), v in {0, 1, 2}.
         self_occluded: (N, K) bool, keypoints hidden by another part of the same person (or on
             the far side of the head).
         boxes: (N, 4) float32 x, y, w, h of the visible body (the mask's bounding box).
@@ -95,20 +95,21 @@ def sample_layout(rng: np.random.Generator, size: int, density: str) -> np.ndarr
     """Where people stand: (N, 3) rows of stature px, centre x px, foot y px.
 
     ``sparse``: 1-5 people of any size, little overlap. ``crowd``: one or two groups in 1-3 rows,
-    neighbours 0.1-0.35 statures apart (heavy overlap). ``mixed`` draws per image between sparse
+    neighbours 0.15-0.5 statures apart (heavy overlap). ``mixed`` draws per image between sparse
     scenes, loose groups and crowds.
     """
     if density not in DENSITIES:
         raise ValueError(f"unknown density preset {density!r}; known: {list(DENSITIES)}")
     mode = density
     if density == "mixed":
-        mode = ("sparse", "group", "crowd")[rng.choice(3, p=[0.4, 0.3, 0.3])]
+        mode = ("sparse", "group", "crowd")[rng.choice(3, p=[0.25, 0.45, 0.3])]
     if mode == "sparse":
         rows = _sparse(rng, size, int(rng.integers(1, 6)))
     elif mode == "group":
-        rows = np.vstack([_group(rng, size, 1, (0.35, 0.9)), _sparse(rng, size, int(rng.integers(0, 3)))])
+        group = _group(rng, size, int(rng.integers(1, 3)), (0.25, 0.8))
+        rows = np.vstack([group, _sparse(rng, size, int(rng.integers(0, 3)))])
     else:
-        groups = [_group(rng, size, int(rng.integers(1, 4)), (0.1, 0.35)) for _ in range(rng.integers(1, 3))]
+        groups = [_group(rng, size, int(rng.integers(1, 4)), (0.15, 0.5)) for _ in range(rng.integers(1, 3))]
         rows = np.vstack(groups)
     rows = rows[: MAX_PERSONS]
     rows[:, 0] = np.maximum(rows[:, 0], MIN_STATURE)
@@ -208,12 +209,14 @@ def _labels(kp_draw: np.ndarray, self_vis: np.ndarray, labelled: np.ndarray, own
             ids: np.ndarray) -> np.ndarray:
     """Visibility from the owner map. kp_draw (N, K, 2) drawing coordinates; returns (N, K, 3)."""
     size_y, size_x = owner.shape
-    xy = kp_draw + 0.5  # pixel centres are at i + 0.5 in the label convention
-    inside = (xy[..., 0] >= 0) & (xy[..., 0] < size_x) & (xy[..., 1] >= 0) & (xy[..., 1] < size_y) & labelled
-    px = np.clip(np.floor(xy).astype(int), 0, [size_x - 1, size_y - 1])
+    # Keypoints are pixel indices (integer = pixel centre, the COCO reader's convention), so the
+    # image spans [-0.5, size - 0.5) and a keypoint lies on pixel round(x).
+    x, y = kp_draw[..., 0], kp_draw[..., 1]
+    inside = (x >= -0.5) & (x < size_x - 0.5) & (y >= -0.5) & (y < size_y - 0.5) & labelled
+    px = np.clip(np.floor(kp_draw + 0.5).astype(int), 0, [size_x - 1, size_y - 1])
     seen = owner[px[..., 1], px[..., 0]] == ids[:, None]
     v = np.where(inside, np.where(seen & self_vis, 2, 1), 0)
-    return np.concatenate([np.where(inside[..., None], xy, 0.0), v[..., None]], -1).astype(np.float32)
+    return np.concatenate([np.where(inside[..., None], kp_draw, 0.0), v[..., None]], -1).astype(np.float32)
 
 
 def render_scene(rng: np.random.Generator, imgsz: int, density: str = "mixed", skeleton: str = "coco17",
@@ -282,7 +285,8 @@ def _visible_boxes(owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     np.minimum.at(y0, ids, ys)
     np.maximum.at(x1, ids, xs)
     np.maximum.at(y1, ids, ys)
-    boxes = np.stack([x0, y0, x1 + 1 - x0, y1 + 1 - y0], 1).astype(np.float32)
+    # Pixel j spans [j - 0.5, j + 0.5] in the pixel-centre convention of the keypoints.
+    boxes = np.stack([x0 - 0.5, y0 - 0.5, x1 + 1 - x0, y1 + 1 - y0], 1).astype(np.float32)
     return np.where(areas[:, None] > 0, boxes, 0.0).astype(np.float32), areas
 
 
