@@ -87,7 +87,7 @@ def predictions_to_results(
         rows = _as_numpy(rows)
         if rows.ndim != 2 or (rows.shape[1] - 1) % 3 != 0:
             raise EvaluationError(f"image {image_id}: prediction rows must be (n, 1 + 3K), got {rows.shape}")
-        keypoints = rows[:, 1:].reshape(len(rows), -1, 3)
+        keypoints = rows[:, 1:].reshape(len(rows), (rows.shape[1] - 1) // 3, 3)
         results.extend(detections_to_results(rows[:, 0], keypoints, image_id, category_id))
     return results
 
