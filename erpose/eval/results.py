@@ -56,7 +56,7 @@ def detections_to_results(
     rounded = keypoints.copy()
     rounded[..., :2] = np.round(rounded[..., :2], XY_DECIMALS)
     rounded[..., 2] = np.round(rounded[..., 2], SCORE_DECIMALS)
-    flat = rounded.reshape(len(rounded), -1).tolist()
+    flat = rounded.reshape(rounded.shape[0], 3 * rounded.shape[1]).tolist()
     score_list = np.round(scores, SCORE_DECIMALS).tolist()
     image_id = int(image_id)
     return [
