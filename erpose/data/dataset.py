@@ -83,6 +83,7 @@ class PoseDataset(torch.utils.data.Dataset):
         self._mosaic = augment is not None and augment.mosaic > 0
         self.num_bad = 0  # per process: each DataLoader worker counts its own
         self._bad: set[int] = set()
+        self._resized_anns: dict[int, PoseAnnotations] = {}
         self._cache: dict[int, tuple[np.ndarray, tuple[float, float]]] | None = {} if cache_images else None
         if self._cache is not None:
             self.preload()
@@ -156,8 +157,11 @@ class PoseDataset(torch.utils.data.Dataset):
                 self._mark_bad(j)
                 continue
             image, ratio = loaded
-            size = (image.shape[1], image.shape[0])
-            anns = affine_annotations(self.samples[j].annotations, letterbox_matrix(ratio, (0, 0)), size)
+            anns = self._resized_anns.get(j)
+            if anns is None:  # the same for every epoch: computed once per process
+                size = (image.shape[1], image.shape[0])
+                anns = affine_annotations(self.samples[j].annotations, letterbox_matrix(ratio, (0, 0)), size)
+                self._resized_anns[j] = anns
             return j, image, anns, ratio
         raise DatasetError(f"{self.source.name}: no readable image left ({self.num_bad} unreadable)")
 

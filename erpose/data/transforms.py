@@ -137,12 +137,12 @@ def transform_points(xy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return xy @ matrix[:, :2].T + matrix[:, 2]
 
 
+_CORNERS = np.array([[0, 1], [2, 1], [0, 3], [2, 3]])  # (x1,y1) (x2,y1) (x1,y2) (x2,y2) of an x1y1x2y2 box
+
+
 def _transform_boxes(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Enclosing x1y1x2y2 box of the 4 transformed corners of each (M, 4) box; NaN rows stay NaN."""
-    x1, y1, x2, y2 = boxes.T
-    corners = np.stack([np.stack([x1, y1], -1), np.stack([x2, y1], -1),
-                        np.stack([x1, y2], -1), np.stack([x2, y2], -1)], 1)  # (M, 4, 2)
-    moved = transform_points(corners, matrix)
+    moved = transform_points(boxes[:, _CORNERS], matrix)  # (M, 4, 2)
     return np.concatenate([moved.min(1), moved.max(1)], -1).astype(np.float32)
 
 
@@ -187,7 +187,7 @@ def affine_annotations(
     kpts = anns.keypoints.copy()
     labelled = kpts[..., 2] > 0
     kpts[..., :2] = np.where(labelled[..., None], transform_points(kpts[..., :2], matrix), 0.0)
-    det = abs(float(np.linalg.det(matrix[:, :2])))
+    det = abs(matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0])
     moved = PoseAnnotations(
         keypoints=kpts.astype(np.float32),
         areas=(anns.areas * det).astype(np.float32),
@@ -206,6 +206,16 @@ def flip_annotations(anns: PoseAnnotations, width: int, flip_idx: np.ndarray | t
         return np.stack([width - 1 - b[:, 2], b[:, 1], width - 1 - b[:, 0], b[:, 3]], 1).astype(np.float32)
     return PoseAnnotations(kpts, anns.areas.copy(), flip_boxes(anns.boxes), anns.annotation_ids,
                            flip_boxes(anns.ignore_boxes))
+
+
+def _shift_annotations(anns: PoseAnnotations, dx: float, dy: float) -> PoseAnnotations:
+    """Translate by (dx, dy): the cheap special case of ``affine_annotations`` that mosaic needs."""
+    kpts = anns.keypoints.copy()
+    labelled = kpts[..., 2] > 0
+    kpts[..., 0] += np.where(labelled, dx, 0)
+    kpts[..., 1] += np.where(labelled, dy, 0)
+    offset = np.array([dx, dy, dx, dy], np.float32)
+    return PoseAnnotations(kpts, anns.areas, anns.boxes + offset, anns.annotation_ids, anns.ignore_boxes + offset)
 
 
 def concat_annotations(parts: list[PoseAnnotations]) -> PoseAnnotations:
@@ -246,8 +256,7 @@ def build_mosaic(
         y0 = yc - h if i in (0, 1) else yc
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + w, size), min(y0 + h, size)
         canvas[cy0:cy1, cx0:cx1] = image[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
-        shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0]])
-        placed.append(affine_annotations(ann, shift, (size, size), region=(cx0, cy0, cx1, cy1)))
+        placed.append(restrict_annotations(_shift_annotations(ann, x0, y0), (cx0, cy0, cx1, cy1)))
     return canvas, concat_annotations(placed)
 
 
@@ -256,13 +265,13 @@ def apply_hsv(image: np.ndarray, hsv: tuple[float, float, float]) -> np.ndarray:
     hue_shift, sat_gain, val_gain = hsv
     if hue_shift == 0.0 and sat_gain == 1.0 and val_gain == 1.0:
         return image
-    hue, sat, val = cv2.split(cv2.cvtColor(image, cv2.COLOR_BGR2HSV))
     x = np.arange(256, dtype=np.float32)
-    lut_hue = np.mod(x + hue_shift * 180.0, 180.0).astype(np.uint8)  # OpenCV hue spans 0..179
-    lut_sat = np.clip(x * sat_gain, 0, 255).astype(np.uint8)
-    lut_val = np.clip(x * val_gain, 0, 255).astype(np.uint8)
-    merged = cv2.merge((cv2.LUT(hue, lut_hue), cv2.LUT(sat, lut_sat), cv2.LUT(val, lut_val)))
-    return cv2.cvtColor(merged, cv2.COLOR_HSV2BGR)
+    lut = np.stack([
+        np.mod(x + hue_shift * 180.0, 180.0),  # OpenCV's 8-bit hue spans 0..179
+        np.clip(x * sat_gain, 0, 255),
+        np.clip(x * val_gain, 0, 255),
+    ], -1).astype(np.uint8)[:, None, :]  # (256, 1, 3): one table per channel, one LUT call
+    return cv2.cvtColor(cv2.LUT(cv2.cvtColor(image, cv2.COLOR_BGR2HSV), lut), cv2.COLOR_HSV2BGR)
 
 
 def apply_train(
