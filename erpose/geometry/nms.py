@@ -25,24 +25,27 @@ def greedy_keep(similarity: torch.Tensor, threshold: float) -> torch.Tensor:
         (N,) bool mask of kept items.
     """
     n = similarity.shape[0]
-    suppresses = torch.triu(similarity > threshold, diagonal=1)
-    keep = torch.ones(n, dtype=torch.bool, device=similarity.device)
+    # Float 0/1 matrix so that "is j suppressed by a kept i" is one matrix-vector product.
+    suppresses = torch.triu(similarity > threshold, diagonal=1).to(torch.float32)
+    keep = torch.ones(n, dtype=torch.float32, device=similarity.device)
     for _ in range(n + 1):
-        new_keep = ~(suppresses & keep[:, None]).any(dim=0)
+        new_keep = (keep @ suppresses == 0).to(torch.float32)
         if torch.equal(new_keep, keep):
             break
         keep = new_keep
-    return keep
+    return keep.bool()
 
 
 def pairwise_box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
     """IoU of every pair, (N, 4) x (M, 4) x1y1x2y2 -> (N, M)."""
-    top_left = torch.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    bottom_right = torch.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
-    area_a = (boxes_a[:, 2:] - boxes_a[:, :2]).clamp(min=0).prod(dim=-1)
-    area_b = (boxes_b[:, 2:] - boxes_b[:, :2]).clamp(min=0).prod(dim=-1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter + eps)
+    x1a, y1a, x2a, y2a = (c[:, None] for c in boxes_a.unbind(dim=1))
+    x1b, y1b, x2b, y2b = boxes_b.unbind(dim=1)
+    inter_w = (torch.minimum(x2a, x2b) - torch.maximum(x1a, x1b)).clamp_(min=0)
+    inter_h = (torch.minimum(y2a, y2b) - torch.maximum(y1a, y1b)).clamp_(min=0)
+    inter = inter_w * inter_h
+    area_a = (x2a - x1a).clamp(min=0) * (y2a - y1a).clamp(min=0)
+    area_b = (x2b - x1b).clamp(min=0) * (y2b - y1b).clamp(min=0)
+    return inter / (area_a + area_b - inter + eps)
 
 
 def box_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
