@@ -169,3 +169,13 @@ def test_missing_sigmas_warn_and_default(tmp_path):
     with pytest.warns(UserWarning, match="uniform sigma of 0.05"):
         skeleton = read_yolo_pose(path, "train").skeleton
     assert skeleton.sigmas == (0.05, 0.05, 0.05)
+
+
+def test_load_source_synth_preset(tmp_path, monkeypatch):
+    synth = pytest.importorskip("erpose.data.synth")
+    if "tiny" not in getattr(synth, "PRESETS", {}):
+        pytest.skip("no 'tiny' SynthCrowd preset")
+    monkeypatch.setenv("ERPOSE_CACHE", str(tmp_path))
+    source = load_source("tiny", "val")
+    assert len(source) > 0 and source.name == "tiny/val"
+    assert source.annotation_file.endswith("val.json") and source.report.persons > 0
