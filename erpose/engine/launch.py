@@ -121,7 +121,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
     train_source = load_source(config.data, "train")
     val_source = load_source(config.data, "val")
     skeleton = train_source.skeleton
-    model = load_model(config.model, skeleton=skeleton).to(ctx.device)
+    model = load_model(config.model, skeleton=skeleton).to(ctx.device).train()
     if state is not None:
         model.load_state_dict(state["train_state"]["model"])
     if ctx.is_main:
@@ -152,7 +152,9 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
     def validate_fn(eval_model: torch.nn.Module) -> dict:
         from erpose.engine.validator import validate
 
-        return dict(validate(eval_model, val_source, config.imgsz, config.val_batch or config.batch).metrics)
+        result = validate(eval_model, val_source, config.imgsz, config.val_batch or config.batch,
+                          device=str(ctx.device), progress=progress)
+        return dict(result.metrics)
 
     def save_fn(path: Path, train_state: dict) -> None:
         train_state["model"] = model.state_dict()
@@ -174,8 +176,12 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
         progress=progress, sample_fn=sample_fn if config.plots else None, final_fn=final_fn if config.plots else None,
         plots=config.plots,
     )
+    # A batch-summed loss (ultralytics convention) sums gradients over the nominal batch; a mean
+    # loss averages them (see Trainer's loss_scale).
+    summed = bool(getattr(getattr(criterion, "config", None), "loss", None) and criterion.config.loss.scale_by_batch)
     trainer = Trainer(model, criterion, optimizer, loader, epochs=config.epochs, hooks=hooks, accumulate=accumulate,
-                      grad_clip=config.optim.grad_clip, amp=config.amp, device=ctx.device, train_model=train_model)
+                      grad_clip=config.optim.grad_clip, amp=config.amp, device=ctx.device, train_model=train_model,
+                      loss_scale=float(ctx.world_size) if summed else None)
     if state is not None:
         trainer.load_state_dict(state["train_state"])
         LOGGER.info("resuming %s at epoch %d, batch %d", run_dir, trainer.epoch + 1, trainer.iter)

@@ -90,6 +90,11 @@ class Trainer:
         device: where batches go.
         train_model: what the forward pass runs through (a ``DistributedDataParallel`` wrapper of
             ``model`` under torchrun); defaults to ``model``.
+        loss_scale: multiplies the loss before backward. Default ``1 / accumulate``: a per-image
+            mean loss then gives the mean gradient over the nominal batch. For a loss that is
+            already a sum over the batch (ultralytics convention, ``scale_by_batch``), pass the
+            world size instead: gradients then sum over every image of the nominal batch, since
+            DDP averages (not sums) over ranks.
     """
 
     def __init__(
@@ -106,10 +111,12 @@ class Trainer:
         amp: bool = False,
         device: torch.device | str = "cpu",
         train_model: nn.Module | None = None,
+        loss_scale: float | None = None,
     ) -> None:
         self.model, self.criterion, self.optimizer, self.loader = model, criterion, optimizer, loader
         self.train_model = train_model if train_model is not None else model
         self.epochs, self.accumulate, self.grad_clip = epochs, max(int(accumulate), 1), grad_clip
+        self.loss_scale = 1.0 / self.accumulate if loss_scale is None else float(loss_scale)
         self.device = torch.device(device)
         self.amp = bool(amp) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
@@ -135,6 +142,7 @@ class Trainer:
 
     def train(self) -> None:
         """Run from the current position (0, 0 or a restored one) to the last epoch."""
+        self.model.train()
         self._call("before_train")
         try:
             while self.epoch < self.epochs and not self.stop_training:
@@ -173,7 +181,7 @@ class Trainer:
             # All ranks must agree to skip, or DDP would wait forever for the skipping rank.
             finite = distributed.all_true(bool(torch.isfinite(loss).item()), self.device)
             if finite:
-                self.scaler.scale(loss / self.accumulate).backward()
+                self.scaler.scale(loss * self.loss_scale).backward()
         self.loss, self.loss_terms, self.step_skipped = loss.detach(), terms, not finite
         self.stepped = False
         if boundary:
