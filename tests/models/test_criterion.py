@@ -1,0 +1,187 @@
+import dataclasses
+
+import pytest
+import torch
+
+from erpose.config import from_dict, to_dict
+from erpose.data.sample import PoseBatch
+from erpose.geometry.anchors import make_anchor_points
+from erpose.geometry.decode import decode_dfl_boxes
+from erpose.models.criterion import (
+    AssignConfig,
+    CriterionConfig,
+    LossConfig,
+    build_criterion,
+    default_criterion_config,
+)
+from erpose.models.outputs import BranchOutput, HeadOutput
+from erpose.models.zoo import get_config
+from erpose.skeleton import COCO17
+
+SIZE = 128
+K = COCO17.num_keypoints
+
+
+def make_batch(num_images=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = 3
+    centres = torch.rand(num_images, n, 1, 2, generator=g) * 80 + 24
+    xy = centres + (torch.rand(num_images, n, K, 2, generator=g) - 0.5) * 40
+    v = torch.full((num_images, n, K, 1), 2.0)
+    v[0, 1, 5:] = 0.0  # a partly labelled person
+    keypoints = torch.cat([xy, v], -1)
+    person_mask = torch.tensor([[True, True, False], [True, True, True]])[:num_images]
+    keypoints[~person_mask] = 0.0
+    boxes = torch.cat([xy.amin(2), xy.amax(2)], -1) * person_mask[..., None]
+    areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]) * 0.53
+    ignore_boxes = torch.tensor([[[0.0, 0.0, 16.0, 16.0]]]).repeat(num_images, 1, 1)
+    ignore_mask = torch.tensor([[True], [False]])[:num_images]
+    return PoseBatch(
+        images=torch.zeros(num_images, 3, SIZE, SIZE), keypoints=keypoints, areas=areas, boxes=boxes,
+        person_mask=person_mask, ignore_boxes=ignore_boxes, ignore_mask=ignore_mask,
+        image_ids=torch.arange(num_images),
+    )
+
+
+def make_branch(num_images, anchor_points, strides, box=False, reg_max=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    num_anchors = anchor_points.shape[0]
+    scores = torch.randn(num_images, num_anchors, generator=g).requires_grad_(True)
+    keypoints = (torch.rand(num_images, num_anchors, K, 3, generator=g) * SIZE).requires_grad_(True)
+    if not box:
+        return BranchOutput(scores, keypoints)
+    distributions = torch.randn(num_images, num_anchors, 4, reg_max, generator=g).requires_grad_(True)
+    boxes = decode_dfl_boxes(distributions, anchor_points, strides)
+    return BranchOutput(scores, keypoints, distributions, boxes)
+
+
+def make_output(num_images, box=False, o2o=False):
+    anchor_points, strides = make_anchor_points([(16, 16), (8, 8), (4, 4)], [8, 16, 32])
+    o2m = make_branch(num_images, anchor_points, strides, box=box)
+    second = make_branch(num_images, anchor_points, strides, seed=2) if o2o else None
+    return HeadOutput(anchor_points, strides, o2m, second)
+
+
+def test_default_configs_follow_the_ablation_table():
+    b0, b1, b2, b3, b4, b5 = (default_criterion_config(f"B{i}") for i in range(6))
+    assert (b0.assign.metric, b0.assign.candidates, b0.assign.level_gate) == ("box_iou", "gt_box", False)
+    assert (b0.loss.kpt_loss, b0.loss.kpt_area) == ("plain", "box")
+    assert (b0.loss.kpt, b0.loss.vis, b0.loss.score, b0.loss.box, b0.loss.dfl) == (12.0, 1.0, 0.5, 7.5, 1.5)
+    assert (b1.assign.metric, b1.assign.candidates, b1.loss.kpt_loss) == ("oks", "gt_box", "plain")
+    assert b2 == b1
+    assert (b3.assign.candidates, b3.assign.level_gate, b3.loss.kpt_loss) == ("keypoints", True, "plain")
+    assert (b4.loss.kpt_loss, b4.loss.kpt_area) == ("smooth", "area")
+    assert b5 == b4 and b5 == CriterionConfig()
+    assert (b5.assign.alpha, b5.assign.beta, b5.assign.topk) == (0.5, 6.0, 10)
+    with pytest.raises(ValueError, match="B0"):
+        default_criterion_config("B9")
+
+
+def test_config_round_trips_through_dicts():
+    config = CriterionConfig(AssignConfig(topk=13, level_band=(1.5, 6.0)), LossConfig(kpt_loss="oks_l1", u0=1.0))
+    assert from_dict(CriterionConfig, to_dict(config)) == config
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="level_band"):
+        AssignConfig(level_band=(8.0, 2.0))
+    with pytest.raises(ValueError, match="level_band"):
+        from_dict(CriterionConfig, {"assign": {"level_band": [1.0, 2.0, 3.0]}})
+    with pytest.raises(ValueError, match="kpt_loss"):
+        from_dict(CriterionConfig, {"loss": {"kpt_loss": "l2"}})
+
+
+@pytest.mark.parametrize("area_source", ["box", "area"])
+def test_keypoint_loss_uses_the_configured_area(area_source):
+    batch = make_batch(1)
+    batch.person_mask[:] = torch.tensor([[True, False, False]])
+    batch.ignore_mask[:] = False
+    output = make_output(1)
+    target = batch.keypoints[0, 0]
+    shifted = target.expand_as(output.o2m.keypoints[0]).clone()
+    shifted[..., 0] += 3.0  # every anchor predicts the person 3 px to the right
+    output.o2m.keypoints = shifted[None].requires_grad_(True)
+    config = CriterionConfig(loss=LossConfig(kpt_loss="plain", kpt_area=area_source))
+    _, items = build_criterion(get_config("erpose-n"), COCO17, config)(output, batch)
+    box = batch.boxes[0, 0]
+    area = (box[2] - box[0]) * (box[3] - box[1]) if area_source == "box" else batch.areas[0, 0]
+    u2 = 9.0 / (2 * area * (2 * torch.tensor(COCO17.sigmas)) ** 2)
+    expected = 12.0 * (1 - torch.exp(-u2))[target[:, 2] > 0].mean()
+    assert items["kpt"].item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_build_criterion_from_zoo_configs():
+    for name, step in (("yolopose-n", "B0"), ("erpose-n-b1", "B1"), ("erpose-n-b3", "B3"), ("erpose-n", "B5")):
+        criterion = build_criterion(get_config(name), COCO17)
+        assert criterion.config == default_criterion_config(step)
+        assert torch.allclose(criterion.sigmas, torch.tensor(COCO17.sigmas))
+    no_box = dataclasses.replace(get_config("yolopose-n"), head=get_config("erpose-n-b1").head)
+    with pytest.raises(ValueError, match="box"):
+        build_criterion(no_box, COCO17, default_criterion_config("B0"))
+
+
+def _check_gradients(*tensors):
+    for tensor in tensors:
+        assert tensor.grad is not None and torch.isfinite(tensor.grad).all() and tensor.grad.abs().sum() > 0
+
+
+def test_er_criterion_end_to_end_with_o2o():
+    batch = make_batch()
+    output = make_output(2, o2o=True)
+    criterion = build_criterion(get_config("erpose-n"), COCO17)
+    total, items = criterion(output, batch)
+    assert set(items) == {"kpt", "vis", "score", "o2o_kpt", "o2o_vis", "o2o_score"}
+    assert torch.isfinite(total) and total.dim() == 0
+    assert total.item() == pytest.approx(2 * sum(v.item() for v in items.values()), rel=1e-5)
+    assert all(not v.requires_grad for v in items.values())
+    total.backward()
+    _check_gradients(output.o2m.scores, output.o2m.keypoints, output.o2o.scores, output.o2o.keypoints)
+
+
+def test_baseline_criterion_end_to_end_with_box_losses():
+    batch = make_batch()
+    output = make_output(2, box=True)
+    criterion = build_criterion(get_config("yolopose-n"), COCO17)
+    total, items = criterion(output, batch)
+    assert set(items) == {"kpt", "vis", "score", "box", "dfl"}
+    assert all(torch.isfinite(v) and v > 0 for v in items.values())
+    total.backward()
+    _check_gradients(output.o2m.scores, output.o2m.keypoints, output.o2m.box_distributions)
+
+
+@pytest.mark.parametrize("step", ["B1", "B2", "B3", "B4", "B5"])
+def test_every_step_runs_on_keypoint_heads(step):
+    output = make_output(2, o2o=step == "B5")
+    criterion = build_criterion(get_config("erpose-n"), COCO17, default_criterion_config(step))
+    total, items = criterion(output, make_batch())
+    total.backward()
+    assert torch.isfinite(total) and items["kpt"] > 0
+    _check_gradients(output.o2m.keypoints)
+
+
+def test_perfect_predictions_give_zero_keypoint_loss():
+    batch = make_batch(1)
+    batch.person_mask[:] = torch.tensor([[True, False, False]])
+    batch.ignore_mask[:] = False
+    output = make_output(1)
+    target = batch.keypoints[0, 0]
+    perfect = target.expand_as(output.o2m.keypoints[0]).clone()
+    perfect[..., 2] = torch.where(target[:, 2] > 0, 20.0, -20.0)
+    output.o2m.keypoints = perfect[None].requires_grad_(True)
+    criterion = build_criterion(get_config("erpose-n"), COCO17)
+    for step in ("B3", "B4"):
+        criterion.config = default_criterion_config(step)
+        _, items = criterion(output, batch)
+        assert items["kpt"].item() == pytest.approx(0.0, abs=1e-6)
+        assert items["vis"].item() < 1e-6
+
+
+def test_batch_without_persons_is_finite_and_connected():
+    batch = make_batch()
+    batch.person_mask[:] = False
+    batch.keypoints[:] = 0.0
+    output = make_output(2, o2o=True)
+    total, items = build_criterion(get_config("erpose-n"), COCO17)(output, batch)
+    assert torch.isfinite(total) and items["kpt"] == 0 and items["score"] > 0
+    total.backward()
+    assert output.o2m.keypoints.grad is not None  # graph stays connected (DDP needs every parameter)
