@@ -117,7 +117,7 @@ class KillAt(HookBase):
 def build(run_dir: Path, *, epochs: int = 3, batch: int = 8, n: int = 48, seed: int = 0, nominal: int = 16,
           save_period_steps: int = 1, patience: int = 0, nan_indices: tuple[int, ...] = (),
           optimizer: str = "sgd", extra_hooks: tuple = (), workers: int = 0, ema_decay: float = 0.99,
-          plots: bool = False) -> Trainer:
+          plots: bool = False, optim_kwargs: dict | None = None) -> Trainer:
     """A Trainer wired like erpose.engine.launch.train, with the stand-ins."""
     torch.manual_seed(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -129,14 +129,15 @@ def build(run_dir: Path, *, epochs: int = 3, batch: int = 8, n: int = 48, seed: 
     generator = torch.Generator()
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
                                          generator=generator)
-    config = OptimConfig(optimizer=optimizer, lr0=0.05, warmup_epochs=1.0, nominal_batch=nominal, grad_clip=10.0)
+    config = OptimConfig(**{"optimizer": optimizer, "lr0": 0.05, "warmup_epochs": 1.0, "nominal_batch": nominal,
+                            "grad_clip": 10.0, **(optim_kwargs or {})})
     accumulate = max(round(nominal / batch), 1)
     opt = build_optimizer(model, config, batch_size=batch, accumulate=accumulate, total_optimizer_steps=100)
     ema = ModelEMA(model, ema_decay, tau=5.0)
     train_model = model
     if world > 1:
         train_model = nn.parallel.DistributedDataParallel(model)
-    hooks = build_hooks(optim_config=config, lr0=0.05, dataset=dataset, generator=generator, seed=seed, close_mosaic=1,
+    hooks = build_hooks(optim_config=config, lr0=config.lr0, dataset=dataset, generator=generator, seed=seed, close_mosaic=1,
                         ema=ema, validate_fn=fake_validate, val_interval=1, patience=patience, run_dir=run_dir,
                         save_fn=save_fn_for(model, ema), save_period_steps=save_period_steps, plots=plots)
     hooks[-1:-1] = list(extra_hooks)  # before the checkpoint hook, which stays last

@@ -1,0 +1,73 @@
+"""Training throughput (images/s) of ER-Pose-n and the YOLO-Pose baseline, measured in one run.
+
+One training step = forward, criterion (assignment + losses), backward and an SGD step, on a
+fixed batch of real SynthCrowd samples (so assignment sees realistic people; data loading is
+excluded: it is the same for both models). Prints a table and the ER-Pose / baseline ratio.
+
+    python benchmarks/bench_train.py                       # 320 and 640, batch 16
+    python benchmarks/bench_train.py --imgsz 320 --steps 5 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def make_batch(imgsz: int, batch: int, data: str):
+    from erpose.data.dataset import PoseDataset, collate
+    from erpose.data.source import load_source
+    from erpose.data.transforms import AugmentConfig
+
+    source = load_source(data, "train")
+    dataset = PoseDataset(source, imgsz, augment=AugmentConfig(), seed=0)
+    return collate([dataset[i % len(dataset)] for i in range(batch)]), source.skeleton
+
+
+def measure(name: str, batch, skeleton, steps: int, warmup: int) -> float:
+    from erpose.models.criterion import build_criterion
+    from erpose.models.zoo import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, skeleton).train()
+    criterion = build_criterion(model.config, skeleton)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, nesterov=True)
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        loss, _ = criterion(model(batch.images), batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    # the median step resists the load spikes of a shared machine
+    return batch.images.shape[0] / sorted(times)[len(times) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    parser.add_argument("--data", default="tiny", help="SynthCrowd preset (or dataset) the batch comes from")
+    parser.add_argument("--models", nargs="+", default=["erpose-n", "yolopose-n"])
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+          f"median of {args.steps} steps after {args.warmup} warmup")
+    print(f"{'imgsz':>6} " + " ".join(f"{m + ' img/s':>18}" for m in args.models) + f" {'ratio':>8}")
+    for imgsz in args.imgsz:
+        batch, skeleton = make_batch(imgsz, args.batch, args.data)
+        rates = [measure(m, batch, skeleton, args.steps, args.warmup) for m in args.models]
+        ratio = rates[0] / rates[1] if len(rates) > 1 else float("nan")
+        print(f"{imgsz:>6} " + " ".join(f"{r:>18.2f}" for r in rates) + f" {ratio:>8.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
