@@ -142,6 +142,15 @@ def keypoint_candidates(
     return inside
 
 
+def _winners(who: torch.Tensor, where: torch.Tensor, q: torch.Tensor, num_persons: int, num_anchors: int) -> torch.Tensor:
+    """Per claimed anchor, the claim with the highest quality (ties: lower person id); (C,) bool."""
+    top_q = torch.full((num_anchors,), -math.inf, device=q.device).scatter_reduce(0, where, q, reduce="amax")
+    is_top = q >= top_q[where]
+    first = torch.full((num_anchors,), num_persons, dtype=torch.long, device=q.device)
+    first = first.scatter_reduce(0, where[is_top], who[is_top], reduce="amin")
+    return is_top & (who == first[where])
+
+
 def _exclusive_match(
     person: torch.Tensor, anchor: torch.Tensor, key: torch.Tensor, quality: torch.Tensor,
     pending: torch.Tensor, taken: torch.Tensor,
@@ -149,10 +158,9 @@ def _exclusive_match(
     """Greedy one-anchor-per-person matching over a list of (person, anchor) pairs.
 
     In each round every pending person proposes its best pair (by ``key``) whose anchor is still
-    free; each proposed anchor goes to the proposer with the highest ``quality`` (ties: lower
-    person id) and the losers propose again next round. A round matches at least one person per
-    contested anchor, so it ends after at most as many rounds as persons (in practice two or three).
-    Persons and anchors are flat ids (batch folded in), so the batch is handled in one go.
+    free; each proposed anchor goes to the proposer with the highest ``quality`` and the losers
+    propose again. A round matches at least one person per contested anchor, so it ends after at
+    most as many rounds as persons (in practice two or three). Ids are flat (batch folded in).
 
     Args:
         person, anchor: (P,) int64 flat ids of each pair.
@@ -177,16 +185,34 @@ def _exclusive_match(
         choice = choice.scatter_reduce(0, alive_person[is_best], alive[is_best], reduce="amin")
         pending &= choice < num_pairs  # persons without a free candidate drop out
         proposal = choice[pending]
-        who, where, q = person[proposal], anchor[proposal], quality[proposal]
-        top_q = torch.full(taken.shape, -math.inf, device=key.device).scatter_reduce(0, where, q, reduce="amax")
-        is_top = q >= top_q[where]
-        first = torch.full(taken.shape, pending.numel(), dtype=torch.long, device=key.device)
-        first = first.scatter_reduce(0, where[is_top], who[is_top], reduce="amin")
-        wins = is_top & (who == first[where])
+        who, where = person[proposal], anchor[proposal]
+        wins = _winners(who, where, quality[proposal], pending.numel(), taken.numel())
         matched[who[wins]] = where[wins]
         taken[where[wins]] = True
         pending[who[wins]] = False
     return matched
+
+
+def _covered_anchors(
+    anchor_pixels: torch.Tensor, ignore_boxes: torch.Tensor, ignore_mask: torch.Tensor,
+    gt_boxes: torch.Tensor, unlabelled: torch.Tensor,
+) -> torch.Tensor:
+    """(B, A) anchors inside an ignore region or the box of a person without labelled keypoints."""
+    regions = torch.cat([ignore_boxes, gt_boxes], dim=1)
+    region_b, region_i = torch.cat([ignore_mask, unlabelled], dim=1).nonzero(as_tuple=True)
+    inside = points_in_boxes(anchor_pixels, regions[region_b, region_i][None])[0]  # (R, A), R small
+    covered = torch.zeros(regions.shape[0], anchor_pixels.shape[0], dtype=torch.int32, device=regions.device)
+    return covered.index_add_(0, region_b, inside.int()) > 0
+
+
+def _topk_per_person(person: torch.Tensor, metric: torch.Tensor, topk: int, num_persons: int) -> torch.Tensor:
+    """Indices of the pairs ranked < topk by metric within their person."""
+    order = metric.argsort(descending=True)
+    order = order[person[order].argsort(stable=True)]  # by person, then by metric
+    counts = torch.bincount(person, minlength=num_persons)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=order.device) - (counts.cumsum(0) - counts)[person[order]]
+    return (rank < topk).nonzero().squeeze(1)
 
 
 def _assign_core(
@@ -205,109 +231,89 @@ def _assign_core(
     topk: int,
 ) -> Assignment:
     batch, num_persons, num_anchors = candidates.shape
+    flat_persons, flat_anchors = batch * num_persons, batch * num_anchors
     device = scores.device
     valid = person_mask & (gt_keypoints[..., 2] > 0).any(dim=-1)  # (B, N)
-
-    # Ignore regions: crowd boxes and the boxes of real persons without labelled keypoints.
-    unlabelled = person_mask & ~valid
-    regions = torch.cat([ignore_boxes, torch.where(unlabelled[..., None], gt_boxes, torch.nan)], dim=1)
-    region_mask = torch.cat([ignore_mask, unlabelled], dim=1)
-    region_b, region_i = region_mask.nonzero(as_tuple=True)  # only the active regions (usually few)
-    inside_region = points_in_boxes(anchor_pixels, regions[region_b, region_i][None])[0]  # (R, A)
-    covered = torch.zeros(batch, num_anchors, dtype=torch.int32, device=device)
-    covered = covered.index_add_(0, region_b, inside_region.int()) > 0  # (B, A)
+    covered = _covered_anchors(anchor_pixels, ignore_boxes, ignore_mask, gt_boxes, person_mask & ~valid)
 
     # Work on the sparse list of candidate pairs; persons and anchors get flat ids b*N+n, b*A+a.
     b, n, a = (candidates & valid[..., None]).nonzero(as_tuple=True)
     person, anchor = b * num_persons + n, b * num_anchors + a
     # Candidates avoid ignore regions unless a person has no candidate outside them.
     inside = covered.view(-1)[anchor]
-    has_outside = torch.zeros(batch * num_persons, dtype=torch.bool, device=device)
+    has_outside = torch.zeros(flat_persons, dtype=torch.bool, device=device)
     has_outside[person[~inside]] = True
     keep = ~inside | ~has_outside[person]
     b, n, a, person, anchor = b[keep], n[keep], a[keep], person[keep], anchor[keep]
-    candidates_per_person = torch.bincount(person, minlength=batch * num_persons)
-
+    candidates_per_person = torch.bincount(person, minlength=flat_persons)
     quality = quality_fn(b, n, a).clamp(min=0.0)
     metric = scores[b, a].clamp(min=0.0).pow(alpha) * quality.pow(beta)
 
     # Exclusive top-1 among candidates, reserved for each person (its o2o positive).
-    taken = torch.zeros(batch * num_anchors, dtype=torch.bool, device=device)
+    taken = torch.zeros(flat_anchors, dtype=torch.bool, device=device)
     reserved = _exclusive_match(person, anchor, metric, quality, valid.flatten().clone(), taken)
     unmatched = valid.flatten() & (reserved < 0)
     if bool(unmatched.any()):
         # Rare: every candidate of these persons went to others. Take the free anchor nearest
         # to the person's keypoint centre, outside ignore regions if possible.
-        extra = _fallback_pairs(unmatched, anchor_pixels, gt_keypoints, covered, num_persons)
-        f_person, f_anchor, f_key = extra
+        f_person, f_anchor, f_key = _fallback_pairs(unmatched, anchor_pixels, gt_keypoints, covered, num_persons)
         f_reserved = _exclusive_match(f_person, f_anchor, f_key, torch.zeros_like(f_key), unmatched, taken)
         got = (f_reserved >= 0).nonzero().squeeze(1)
         fb, fa = got // num_persons, f_reserved[got] % num_anchors
         f_quality = quality_fn(fb, got % num_persons, fa).clamp(min=0.0)
-        b, a = torch.cat([b, fb]), torch.cat([a, fa])
         person, anchor = torch.cat([person, got]), torch.cat([anchor, f_reserved[got]])
         quality = torch.cat([quality, f_quality])
         metric = torch.cat([metric, scores[fb, fa].clamp(min=0.0).pow(alpha) * f_quality.pow(beta)])
         reserved = torch.where(f_reserved >= 0, f_reserved, reserved)
 
-    owner = torch.full((batch * num_anchors,), -1, dtype=torch.long, device=device)
+    owner = torch.full((flat_anchors,), -1, dtype=torch.long, device=device)
     if topk > 1:
-        # Rank each person's pairs by metric: sort by metric, then stably by person.
-        order = metric.argsort(descending=True)
-        order = order[person[order].argsort(stable=True)]
-        counts = torch.bincount(person, minlength=batch * num_persons)
-        starts = counts.cumsum(0) - counts
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(order.numel(), device=device) - starts[person[order]]
-        claim = (rank < topk).nonzero().squeeze(1)
         # An anchor claimed by several persons goes to the one with the higher quality.
-        c_person, c_anchor, c_quality = person[claim], anchor[claim], quality[claim]
-        top_q = torch.full_like(owner, -1, dtype=quality.dtype).scatter_reduce(0, c_anchor, c_quality, reduce="amax")
-        is_top = c_quality >= top_q[c_anchor]
-        first = torch.full_like(owner, batch * num_persons).scatter_reduce(
-            0, c_anchor[is_top], c_person[is_top], reduce="amin"
-        )
-        wins = is_top & (c_person == first[c_anchor])
-        owner[c_anchor[wins]] = c_person[wins]
+        claim = _topk_per_person(person, metric, topk, flat_persons)
+        wins = _winners(person[claim], anchor[claim], quality[claim], flat_persons, flat_anchors)
+        owner[anchor[claim][wins]] = person[claim][wins]
     matched = (reserved >= 0).nonzero().squeeze(1)
     owner[reserved[matched]] = matched  # reserved anchors override claims
 
     # Soft targets: per person, t / max(t) * max(quality) over its positives.
     pos = (owner[anchor] == person).nonzero().squeeze(1)
     p_person, p_anchor = person[pos], anchor[pos]
-    best_metric = torch.zeros(batch * num_persons, device=device).scatter_reduce(0, p_person, metric[pos], reduce="amax")
+    best_metric = torch.zeros(flat_persons, device=device).scatter_reduce(0, p_person, metric[pos], reduce="amax")
     best_quality = torch.zeros_like(best_metric).scatter_reduce(0, p_person, quality[pos], reduce="amax")
     # Safe division instead of TAL's +eps: OKS^6 of an untrained model can be ~1e-12 and must
     # still give its best anchor the full target.
     ratio = metric[pos] / best_metric[p_person].clamp(min=torch.finfo(metric.dtype).tiny)
-    target_scores = torch.zeros(batch * num_anchors, device=device)
+    target_scores = torch.zeros(flat_anchors, device=device)
     target_scores[p_anchor] = ratio.clamp(max=1.0) * best_quality[p_person]
-    pos_quality = torch.zeros(batch * num_anchors, device=device)
+    pos_quality = torch.zeros(flat_anchors, device=device)
     pos_quality[p_anchor] = quality[pos]
+    return _gather_assignment(
+        owner.view(batch, num_anchors), target_scores.view(batch, num_anchors), pos_quality.view(batch, num_anchors),
+        covered, gt_keypoints, gt_areas, gt_boxes, candidates_per_person.view(batch, num_persons),
+    )
 
-    owner = owner.view(batch, num_anchors)
+
+def _gather_assignment(
+    owner: torch.Tensor, target_scores: torch.Tensor, quality: torch.Tensor, covered: torch.Tensor,
+    gt_keypoints: torch.Tensor, gt_areas: torch.Tensor, gt_boxes: torch.Tensor, candidates_per_person: torch.Tensor,
+) -> Assignment:
+    """Build the ``Assignment`` from flat-person owners (B, A), filling the assigned ground truth."""
+    batch, num_persons = gt_areas.shape
     positive = owner >= 0
     person_index = torch.where(positive, owner % num_persons, -1)
     pb, pa = positive.nonzero(as_tuple=True)
     pn = person_index[pb, pa]
-    num_keypoints = gt_keypoints.shape[2]
-    keypoints = gt_keypoints.new_zeros(batch, num_anchors, num_keypoints, 3)
+    keypoints = gt_keypoints.new_zeros(*owner.shape, *gt_keypoints.shape[2:])
     keypoints[pb, pa] = gt_keypoints[pb, pn]
-    areas = gt_areas.new_zeros(batch, num_anchors)
+    areas = gt_areas.new_zeros(owner.shape)
     areas[pb, pa] = gt_areas[pb, pn]
-    boxes = gt_boxes.new_zeros(batch, num_anchors, 4)
+    boxes = gt_boxes.new_zeros(*owner.shape, 4)
     boxes[pb, pa] = gt_boxes[pb, pn]
+    positives_per_person = torch.bincount(owner[positive], minlength=batch * num_persons).view(batch, num_persons)
     return Assignment(
-        person_index=person_index,
-        positive=positive,
-        target_scores=target_scores.view(batch, num_anchors),
-        ignore=covered & ~positive,
-        keypoints=keypoints,
-        areas=areas,
-        boxes=boxes,
-        quality=pos_quality.view(batch, num_anchors),
-        positives_per_person=torch.bincount(owner[positive], minlength=batch * num_persons).view(batch, num_persons),
-        candidates_per_person=candidates_per_person.view(batch, num_persons),
+        person_index=person_index, positive=positive, target_scores=target_scores, ignore=covered & ~positive,
+        keypoints=keypoints, areas=areas, boxes=boxes, quality=quality,
+        positives_per_person=positives_per_person, candidates_per_person=candidates_per_person,
     )
 
 
