@@ -124,6 +124,9 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
     model = load_model(config.model, skeleton=skeleton).to(ctx.device).train()
     if state is not None:
         model.load_state_dict(state["train_state"]["model"])
+    if ctx.world_size > 1 and ctx.device.type == "cuda":
+        # Batch statistics over the global batch, so N x (batch / N) trains like one batch.
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if ctx.is_main:
         _log_summary(model, config.imgsz)
 
