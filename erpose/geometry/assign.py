@@ -300,7 +300,7 @@ def _gather_assignment(
     """Build the ``Assignment`` from flat-person owners (B, A), filling the assigned ground truth."""
     batch, num_persons = gt_areas.shape
     positive = owner >= 0
-    person_index = torch.where(positive, owner % num_persons, -1)
+    person_index = torch.where(positive, owner % max(num_persons, 1), -1)  # N = 0: a batch without persons
     pb, pa = positive.nonzero(as_tuple=True)
     pn = person_index[pb, pa]
     keypoints = gt_keypoints.new_zeros(*owner.shape, *gt_keypoints.shape[2:])

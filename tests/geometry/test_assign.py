@@ -244,6 +244,15 @@ def test_empty_batch_has_no_positives():
     gt = batch_of([person(0, 0)], mask=torch.tensor([[False]]))
     out = run(far_predictions(len(anchors)), anchors, strides, gt)
     assert not out.positive.any() and out.target_scores.sum() == 0 and out.person_index.eq(-1).all()
+    # A batch padded to zero persons and zero ignore regions (collate of empty images).
+    no_persons = (torch.zeros(1, 0, 4, 3), torch.zeros(1, 0), torch.zeros(1, 0, 4), torch.zeros(1, 0, dtype=torch.bool),
+                  torch.zeros(1, 0, 4), torch.zeros(1, 0, dtype=torch.bool))
+    out = run(far_predictions(len(anchors)), anchors, strides, no_persons)
+    assert not out.positive.any() and out.keypoints.shape == (1, len(anchors), 4, 3)
+    kp, areas, boxes, mask, ignore_boxes, ignore_mask = no_persons
+    tal = assign_by_box_iou(torch.rand(1, len(anchors)), torch.rand(1, len(anchors), 4), anchors, kp, areas, boxes,
+                            mask, ignore_boxes, ignore_mask)
+    assert not tal.positive.any()
 
 
 def test_speed_b16_n30_a8400():
