@@ -21,19 +21,24 @@ import torch
 from erpose.models import build_model
 
 
-def median_ms(fn, runs: int, warmup: int) -> float:
+def interleaved_medians(fns: dict[str, object], runs: int, warmup: int) -> dict[str, float]:
+    """Median ms of each callable, timed in alternation (order flipped every run) so that a
+    machine whose load changes during the run slows every candidate alike."""
+    names = list(fns)
     for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for name in names:
+            fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(runs):
+        for name in names if i % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            fns[name]()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def bench_torch(name: str, imgsz: int, runs: int, warmup: int, conf: float) -> dict[str, float]:
-    """Median forward and end-to-end latency (ms) of one model at batch 1."""
+def torch_callables(name: str, imgsz: int, conf: float):
+    """(forward, end-to-end) callables of one deployed, fused model at batch 1."""
     model = build_model(name).deploy().fuse()
     images = torch.rand(1, 3, imgsz, imgsz)
 
@@ -45,11 +50,7 @@ def bench_torch(name: str, imgsz: int, runs: int, warmup: int, conf: float) -> d
     def end_to_end():
         return model.postprocess(model(images), conf=conf, max_det=100)
 
-    return {
-        "forward_ms": median_ms(forward, runs, warmup),
-        "end_to_end_ms": median_ms(end_to_end, runs, warmup),
-        "detections": float(len(end_to_end()[0])),
-    }
+    return forward, end_to_end
 
 
 def main() -> None:
@@ -63,10 +64,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ours, baseline = f"erpose-{args.scale}", f"yolopose-{args.scale}"
-    results = {name: bench_torch(name, args.imgsz, args.runs, args.warmup, args.conf) for name in (ours, baseline)}
+    callables = {name: torch_callables(name, args.imgsz, args.conf) for name in (ours, baseline)}
+    forward = interleaved_medians({n: c[0] for n, c in callables.items()}, args.runs, args.warmup)
+    end_to_end = interleaved_medians({n: c[1] for n, c in callables.items()}, args.runs, args.warmup)
+    results = {
+        name: {"forward_ms": forward[name], "end_to_end_ms": end_to_end[name], "detections": len(c[1]()[0])}
+        for name, c in callables.items()
+    }
     print(
         f"PyTorch CPU, batch 1, {args.imgsz}x{args.imgsz}, {args.threads} thread(s), conf {args.conf}, "
-        f"median of {args.runs} runs (torch {torch.__version__})"
+        f"median of {args.runs} interleaved runs (torch {torch.__version__})"
     )
     print(f"{'model':<14}{'forward ms':>12}{'end-to-end ms':>16}{'detections':>12}")
     for name, r in results.items():
