@@ -245,5 +245,5 @@ def export_onnx(
         staged = Path(tmp) / "final.onnx"
         onnx.save(onnx_model, str(staged))
         os.replace(staged, path)
-    logger.info("exported %s (%s) to %s", metadata.model_name, metadata.step, path)
+    logger.debug("exported %s (%s) to %s", metadata.model_name, metadata.step, path)
     return path
