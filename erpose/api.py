@@ -1,0 +1,138 @@
+"""``ERPose``: the Python facade. Each method delegates to one engine entry point; no logic here.
+
+Example::
+
+    from erpose import ERPose
+
+    model = ERPose("erpose-n")                 # fresh model by name, or "runs/train/exp/weights/best.pt"
+    model.train(data="synthcrowd-train", epochs=10, imgsz=256)
+    metrics = model.val(data="synthcrowd-train")
+    results = model.predict("people.jpg", conf=0.25)
+    results[0].keypoints.xy, results[0].scores, results[0].boxes
+    cv2.imwrite("out.jpg", results[0].plot())
+    model.export(format="onnx", imgsz=640)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+class ERPose:
+    """A pose model by name (``erpose-n``...``x``, ``yolopose-*``, ablation steps), ``.yaml``,
+    ``.pt`` checkpoint or ``.onnx`` file (prediction only).
+
+    Args:
+        weights: what to load; a name gives a freshly initialised model.
+        device: ``cpu``, ``cuda``, ``cuda:N`` for PyTorch models.
+    """
+
+    def __init__(self, weights: str | os.PathLike = "erpose-n", device: str = "cpu") -> None:
+        from erpose.engine.predictor import load_backend
+
+        self.weights = os.fspath(weights)
+        self.device = device
+        self.backend = load_backend(self.weights, device=device)
+        self.last_train: Any = None
+
+    @property
+    def is_onnx(self) -> bool:
+        return Path(self.weights).suffix.lower() == ".onnx"
+
+    @property
+    def model(self) -> Any:
+        """The PyTorch ``PoseModel`` (None for an ``.onnx`` backend)."""
+        return getattr(self.backend, "model", None)
+
+    @property
+    def skeleton(self):
+        return self.backend.skeleton
+
+    def _require_torch(self, what: str) -> None:
+        if self.model is None:
+            raise ValueError(f"{self.weights}: {what} needs a PyTorch model (name, .yaml or .pt), not an ONNX file")
+
+    def predict(
+        self,
+        source: Any,
+        *,
+        imgsz: int = 640,
+        conf: float = 0.25,
+        max_det: int = 100,
+        batch_size: int = 1,
+        nms: bool = False,
+    ) -> list:
+        """Poses on an image array, a list of arrays, a path, folder, glob or video.
+
+        Returns:
+            One ``erpose.engine.results.Results`` per image or frame (``.keypoints.xy``,
+            ``.keypoints.conf``, ``.scores``, ``.boxes``, ``.plot()``).
+        """
+        from erpose.engine.predictor import Predictor
+
+        predictor = Predictor(
+            self.backend, imgsz=imgsz, conf=conf, max_det=max_det, device=self.device,
+            batch_size=batch_size, nms=nms,
+        )
+        return predictor(source)
+
+    __call__ = predict
+
+    def train(self, **overrides: Any):
+        """Train this model; keyword arguments are ``TrainConfig`` fields or dotted paths
+        (``data="synthcrowd-train", epochs=10, **{"optim.lr0": 0.01}``).
+
+        A model made from a name trains from scratch; one loaded from ``.pt`` is fine-tuned.
+        Afterwards this object holds the best weights.
+
+        Returns:
+            ``erpose.engine.launch.TrainResult``.
+        """
+        from erpose.config import apply_overrides
+        from erpose.engine.launch import train
+        from erpose.engine.predictor import load_backend
+        from erpose.engine.train_config import TrainConfig
+
+        self._require_torch("training")
+        resume = overrides.pop("resume", None)
+        progress = bool(overrides.pop("progress", True))
+        overrides.setdefault("model", self.weights)
+        overrides.setdefault("device", self.device)
+        config = apply_overrides(TrainConfig(), overrides, "ERPose.train")
+        result = train(config, resume=resume, progress=progress)
+        best = Path(result.run_dir) / "weights" / "best.pt"
+        if best.is_file():
+            self.weights = str(best)
+            self.backend = load_backend(self.weights, device=self.device)
+        self.last_train = result
+        return result
+
+    def val(self, data: str, *, imgsz: int = 640, batch_size: int = 8, split: str = "val", **kwargs: Any):
+        """COCO (or CrowdPose) keypoint AP on a dataset split; returns ``ValidationResult``."""
+        from erpose.engine.validator import validate
+
+        self._require_torch("validation")
+        return validate(self.model, data, imgsz=imgsz, batch_size=batch_size, device=self.device, split=split, **kwargs)
+
+    def export(self, format: str = "onnx", *, path: str | os.PathLike | None = None, **options: Any) -> Path:
+        """Export to ONNX; ``options`` are ``OnnxExportConfig`` fields (imgsz, dynamic, half, max_det, opset)."""
+        from erpose.export.onnx import OnnxExportConfig, export_onnx
+
+        self._require_torch("export")
+        if format != "onnx":
+            raise ValueError(f"unknown export format {format!r}; supported: ['onnx']")
+        if path is None:
+            path = Path(self.weights).with_suffix(".onnx") if Path(self.weights).suffix else Path(f"{self.weights}.onnx")
+        return export_onnx(self.model, path, OnnxExportConfig(**options))
+
+    def info(self, imgsz: int = 640):
+        """Layers, inference parameters and GFLOPs (``erpose.models.summary.ModelSummary``)."""
+        from erpose.models.summary import model_summary
+
+        self._require_torch("info")
+        return model_summary(self.model, imgsz=imgsz)
+
+    def __repr__(self) -> str:
+        return f"ERPose({self.weights!r}, device={self.device!r})"
