@@ -8,14 +8,8 @@ which is handed the ``EvalHook`` whose best epoch it watches.
 
 from __future__ import annotations
 
-import copy
-import csv
-import io
 import logging
 import math
-import os
-import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,56 +18,23 @@ import torch
 from torch import nn
 
 from erpose.engine import distributed
+from erpose.engine.atomic import atomic_copy, atomic_write_bytes
+from erpose.engine.ema import ModelEMA
 from erpose.engine.optim import OptimConfig, apply_schedule, scheduled_values
+from erpose.engine.report_hooks import CSVLoggerHook, PlotsHook, ProgressHook
 from erpose.engine.trainer import HookBase
+
+__all__ = [
+    "CSVLoggerHook", "CheckpointHook", "DataEpochHook", "EMAHook", "EarlyStopHook", "EvalHook", "HookBase",
+    "LRScheduleHook", "LossMeterHook", "ModelEMA", "NaNGuardHook", "NonFiniteLossError", "PlotsHook",
+    "ProgressHook", "atomic_copy", "atomic_write_bytes", "build_hooks",
+]
 
 LOGGER = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
     """Several consecutive batches gave a non-finite loss; training cannot continue."""
-
-
-class ModelEMA:
-    """Exponential moving average of a model's parameters and buffers.
-
-    ``ema = d * ema + (1 - d) * model`` after every optimiser step, with a ramped decay
-    ``d = decay * (1 - exp(-updates / tau))``: early on the average follows the fast-changing
-    weights closely, later it averages over about ``1 / (1 - decay)`` steps. Integer buffers
-    (BatchNorm's ``num_batches_tracked``) are copied.
-
-    Args:
-        model: the model to average (unwrapped).
-        decay: asymptotic decay.
-        tau: ramp length in optimiser steps.
-    """
-
-    def __init__(self, model: nn.Module, decay: float = 0.9999, tau: float = 2000.0) -> None:
-        self.module = copy.deepcopy(model).eval()
-        for param in self.module.parameters():
-            param.requires_grad_(False)
-        self.decay, self.tau, self.updates = decay, tau, 0
-
-    def current_decay(self) -> float:
-        return self.decay * (1.0 - math.exp(-self.updates / self.tau))
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        d = self.current_decay()
-        source = model.state_dict()
-        for name, value in self.module.state_dict().items():
-            if value.dtype.is_floating_point:
-                value.mul_(d).add_(source[name].detach(), alpha=1.0 - d)
-            else:
-                value.copy_(source[name])
-
-    def state_dict(self) -> dict:
-        return {"updates": self.updates, "weights": self.module.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.updates = int(state["updates"])
-        self.module.load_state_dict(state["weights"])
 
 
 class DataEpochHook(HookBase):
@@ -263,122 +224,6 @@ class EarlyStopHook(HookBase):
             t.stop_training = True
 
 
-class ProgressHook(HookBase):
-    """A tqdm bar per epoch (losses, images/s, ETA) and a one-line summary per epoch, rank 0 only."""
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled and distributed.rank() == 0
-        self.bar: Any = None
-        self.images = 0
-        self.start = self.train_start = 0.0
-
-    def before_train(self) -> None:
-        self.train_start = time.perf_counter()
-
-    def before_epoch(self) -> None:
-        self.images, self.start = 0, time.perf_counter()
-        if self.enabled:
-            from tqdm import tqdm
-
-            t = self.trainer
-            self.bar = tqdm(total=t.batches_per_epoch, initial=t.iter, desc=f"epoch {t.epoch + 1}/{t.epochs}",
-                            leave=False, dynamic_ncols=True, unit="batch")
-
-    def after_step(self) -> None:
-        t = self.trainer
-        self.images += int(t.batch.images.shape[0]) * distributed.world_size()
-        if self.bar is not None:
-            rate = self.images / max(time.perf_counter() - self.start, 1e-9)
-            losses = getattr(t, "running_losses", {})
-            postfix = {k: f"{v:.3f}" for k, v in losses.items()}
-            postfix["img/s"] = f"{rate:.1f}"
-            self.bar.set_postfix(postfix, refresh=False)
-            self.bar.update(1)
-
-    def after_epoch(self) -> None:
-        t = self.trainer
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        elapsed = time.perf_counter() - self.start
-        losses = " ".join(f"{k} {v:.4f}" for k, v in getattr(t, "epoch_losses", {}).items())
-        metrics = " ".join(f"{k} {v:.3f}" for k, v in t.metrics.items() if k in ("AP", "AP50", "AP75"))
-        lr = t.optimizer.param_groups[0]["lr"]
-        total = time.perf_counter() - self.train_start
-        LOGGER.info("epoch %d/%d  %s  lr %.5f  %s  %.1f img/s  %.0fs (total %.0fs)", t.epoch + 1, t.epochs, losses, lr,
-                    metrics, self.images / max(elapsed, 1e-9), elapsed, total)
-
-    def after_train(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-class CSVLoggerHook(HookBase):
-    """``results.csv`` (one row per epoch: losses, lr, metrics) and ``results.png``, rank 0 only.
-
-    Rows live in the hook state and the file is rewritten atomically each epoch, so a resumed
-    run never duplicates or loses a row.
-    """
-
-    def __init__(self, run_dir: str | Path, plot: bool = True) -> None:
-        self.run_dir, self.plot = Path(run_dir), plot
-        self.rows: list[dict] = []
-
-    def after_epoch(self) -> None:
-        t = self.trainer
-        row: dict[str, Any] = {"epoch": t.epoch + 1}
-        row.update({f"train/{k}": v for k, v in getattr(t, "epoch_losses", {}).items()})
-        for group in t.optimizer.param_groups:
-            row[f"lr/{group.get('name', 'pg')}"] = group["lr"]
-        row.update({f"metrics/{k}": v for k, v in t.metrics.items()})
-        self.rows.append(row)
-        if distributed.rank() != 0:
-            return
-        columns: list[str] = []
-        for r in self.rows:
-            columns += [c for c in r if c not in columns]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_bytes(self.run_dir / "results.csv", buffer.getvalue().encode())
-        if self.plot:
-            from erpose.engine.plots import plot_results
-
-            plot_results(self.run_dir / "results.csv", self.run_dir / "results.png")
-
-    def state_dict(self) -> dict:
-        return {"rows": [dict(r) for r in self.rows]}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.rows = [dict(r) for r in state.get("rows", [])]
-
-
-class PlotsHook(HookBase):
-    """A labelled mosaic of the first training batch; drawn predictions after training (rank 0).
-
-    Args:
-        sample_fn: ``(batch, path)`` draws a batch of training samples.
-        final_fn: ``() -> list of written paths``, called after a successful run.
-    """
-
-    def __init__(self, run_dir: str | Path, sample_fn: Callable[[Any, Path], Any] | None,
-                 final_fn: Callable[[], list[Path]] | None) -> None:
-        self.run_dir, self.sample_fn, self.final_fn = Path(run_dir), sample_fn, final_fn
-        self.written: list[Path] = []
-
-    def before_step(self) -> None:
-        t = self.trainer
-        if t.epoch == 0 and t.iter == 0 and self.sample_fn is not None and distributed.rank() == 0:
-            path = self.run_dir / "train_batch0.jpg"
-            self.sample_fn(t.batch, path)
-            self.written.append(path)
-
-    def after_train(self) -> None:
-        if self.trainer.exception is None and self.final_fn is not None and distributed.rank() == 0:
-            self.written += self.final_fn()
-
-
 class CheckpointHook(HookBase):
     """Writes ``last.pt`` (and ``best.pt``) atomically, rank 0 only.
 
@@ -418,26 +263,6 @@ class CheckpointHook(HookBase):
         if self.trainer.exception is not None:
             LOGGER.warning("training stopped (%s); saving %s", type(self.trainer.exception).__name__, self.last)
             self._save(at_epoch_end=False)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync and rename (never a torn file)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_copy(src: str | Path, dst: str | Path) -> None:
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, dst)
 
 
 def build_hooks(
