@@ -18,6 +18,7 @@ class Outer:
     sizes: tuple[int, ...] = (1, 2)
     inner: Inner = field(default_factory=Inner)
     optional: float | None = None
+    band: tuple[float, int] = (2.0, 8)
 
 
 def test_from_dict_coerces_and_rejects_unknown():
@@ -47,3 +48,10 @@ def test_overrides():
     assert cfg.inner.gain == 0.25 and cfg.flag is True
     with pytest.raises(ConfigError, match="unknown key"):
         apply_overrides(Outer(), {"inner.nope": 1})
+
+
+def test_fixed_length_tuple():
+    cfg = from_dict(Outer, {"band": [1, 3]})
+    assert cfg.band == (1.0, 3) and isinstance(cfg.band[0], float)
+    with pytest.raises(ConfigError, match="2 values"):
+        from_dict(Outer, {"band": [1]})

@@ -35,7 +35,7 @@ class ValidationResult:
     Attributes:
         metrics: AP/AR keys of ``erpose.eval.COCO_METRICS`` or ``CROWDPOSE_METRICS``.
         detections: COCO results (original pixels), one dict per detected person.
-        protocol: ``"coco"`` or ``"crowdpose"``.
+        protocol: ``"coco"``, ``"crowdpose"`` or ``"coco+crowd"`` (see ``evaluate_detections``).
         num_images: images run through the model.
         speed: milliseconds per image: ``preprocess`` (loading + letterbox), ``inference``, ``postprocess``.
     """
@@ -84,12 +84,14 @@ def evaluate_detections(
         ground_truth: COCO/CrowdPose keypoint dict or JSON path.
         detections: COCO results list or JSON path.
         sigmas: K OKS sigmas; None picks COCO-17 or CrowdPose-14 by K.
-        crowdpose: ``"auto"`` (CrowdPose protocol when every image has ``crowdIndex``), ``"on"``
-            or ``"off"``.
+        crowdpose: ``"auto"``: when every image has ``crowdIndex``, the CrowdPose protocol for
+            files without ``area`` (official CrowdPose) and the COCO protocol plus the
+            easy/medium/hard split for files with it (SynthCrowd); ``"on"``: CrowdPose protocol;
+            ``"off"``: COCO protocol.
         max_dets: detections per image that count (20 for COCO and CrowdPose).
 
     Returns:
-        (metrics, protocol) with protocol ``"coco"`` or ``"crowdpose"``.
+        (metrics, protocol) with protocol ``"coco"``, ``"crowdpose"`` or ``"coco+crowd"``.
     """
     if crowdpose not in CROWDPOSE_MODES:
         raise ValueError(f"crowdpose must be one of {CROWDPOSE_MODES}, got {crowdpose!r}")
@@ -104,9 +106,16 @@ def evaluate_detections(
     use_area = bool(annotations) and all("area" in ann for ann in annotations)
     if not use_area:
         logger.info("ground truth has no 'area' for every person: OKS scale is 0.53 * box area")
-    if use_crowd:
+    if use_crowd and (crowdpose == "on" or not use_area):
         metrics = evaluate_crowdpose(gt, detections, sigmas=sigmas, max_dets=max_dets, use_area=use_area)
         return metrics, "crowdpose"
+    if use_crowd:
+        # A dataset with both COCO areas and crowd indices (SynthCrowd): users want the COCO table
+        # (APM/APL included) and the crowd split, so report COCO metrics plus easy/medium/hard.
+        metrics = evaluate_keypoints(gt, detections, sigmas=sigmas, max_dets=max_dets, use_area=use_area)
+        split = evaluate_crowdpose(gt, detections, sigmas=sigmas, max_dets=max_dets, use_area=use_area)
+        metrics.update({key: split[key] for key in ("AP_easy", "AP_medium", "AP_hard")})
+        return metrics, "coco+crowd"
     metrics = evaluate_keypoints(gt, detections, sigmas=sigmas, max_dets=max_dets, use_area=use_area)
     return metrics, "coco"
 

@@ -62,7 +62,10 @@ def oks(
 ) -> torch.Tensor:
     """OKS of aligned pairs, (..., K, 2) x (..., K, 3) -> (...); 0 where no keypoint is labelled."""
     labelled = (gt_keypoints[..., 2] > 0).to(pred_xy.dtype)
-    similarity = torch.exp(-oks_terms(pred_xy, gt_keypoints, areas, sigmas, eps)) * labelled
+    # exp(-80) is ~1e-35: clamping changes nothing measurable but keeps exp out of denormals,
+    # which are an order of magnitude slower on CPU.
+    u2 = oks_terms(pred_xy, gt_keypoints, areas, sigmas, eps).clamp(max=80.0)
+    similarity = torch.exp(-u2) * labelled
     return similarity.sum(dim=-1) / labelled.sum(dim=-1).clamp(min=1.0)
 
 

@@ -95,14 +95,25 @@ def test_oracle_model_scores_perfect_ap_in_original_pixels(tmp_path):
         assert det["category_id"] == 1 and det["score"] == pytest.approx(0.9)
 
 
-def test_crowd_index_switches_to_crowdpose_protocol(tmp_path):
+def test_crowd_index_adds_the_crowd_split(tmp_path):
     path, gt = write_dataset(tmp_path, crowd_index=True)
-    metrics, protocol = evaluate_detections(str(path), [
+    detections = [
         {"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
         for a in gt["annotations"]
-    ], sigmas=COCO17.sigmas)
-    assert protocol == "crowdpose"
+    ]
+    # With COCO areas (SynthCrowd-like): the COCO table plus easy/medium/hard.
+    metrics, protocol = evaluate_detections(str(path), detections, sigmas=COCO17.sigmas)
+    assert protocol == "coco+crowd"
     assert metrics["AP"] == 1.0 and metrics["AP_easy"] == 1.0 and metrics["AP_hard"] == 1.0
+    assert "APM" in metrics
+    # Forced CrowdPose protocol: no area ranges.
+    metrics, protocol = evaluate_detections(str(path), detections, sigmas=COCO17.sigmas, crowdpose="on")
+    assert protocol == "crowdpose" and "APM" not in metrics and metrics["AP_hard"] == 1.0
+    # Without areas (official CrowdPose files), auto picks the CrowdPose protocol.
+    for ann in gt["annotations"]:
+        del ann["area"]
+    metrics, protocol = evaluate_detections(gt, detections, sigmas=COCO17.sigmas)
+    assert protocol == "crowdpose"
     _, protocol = evaluate_detections(str(path), [], sigmas=COCO17.sigmas, crowdpose="off")
     assert protocol == "coco"
 
