@@ -9,6 +9,8 @@ Under ``torchrun --nproc_per_node N -m erpose.cli.main train ...`` each process 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import time
 from dataclasses import replace
 
@@ -67,11 +69,17 @@ def run(args: argparse.Namespace) -> int:
     from erpose.engine.launch import train
 
     start = time.perf_counter()
+    if int(os.environ.get("RANK", "0")) != 0:
+        logging.getLogger().setLevel(logging.WARNING)  # under torchrun, rank 0 alone reports
     config = build_config(args)
     if args.resume and (args.overrides or args.cfg):
         raise CLIError("--resume continues a run with its own args.yaml; drop --cfg and key=value overrides")
-    result = train(config, resume=args.resume, progress=not args.no_progress)
-    if distributed.rank() != 0:
+    try:
+        result = train(config, resume=args.resume, progress=not args.no_progress)
+        is_main = distributed.rank() == 0
+    finally:
+        distributed.cleanup()
+    if not is_main:
         return 0
     minutes = (time.perf_counter() - start) / 60
     print(f"\n{result.epochs_run} epochs in {minutes:.1f} min; best epoch {result.best_epoch}:")
@@ -80,5 +88,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nresults in {result.run_dir}:")
     for path in result.files:
         print(f"  {path}")
-    distributed.cleanup()
     return 0

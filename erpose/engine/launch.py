@@ -231,9 +231,10 @@ def _result(trainer: Trainer, run_dir: Path) -> TrainResult:
 
     eval_hook = next((h for h in trainer.hooks if isinstance(h, EvalHook)), None)
     plots = next((h for h in trainer.hooks if isinstance(h, PlotsHook)), None)
-    names = ["args.yaml", "results.csv", "results.png", "weights/last.pt", "weights/best.pt"]
+    names = ["args.yaml", "results.csv", "results.png", "train_batch0.jpg", "val_predictions.jpg",
+             "weights/last.pt", "weights/best.pt"]
     files = [run_dir / n for n in names if (run_dir / n).exists()]
-    files += [p for p in (plots.written if plots else []) if p.exists()]
+    files += [p for p in (plots.written if plots else []) if p.exists() and p not in files]
     return TrainResult(
         run_dir=run_dir,
         metrics=dict(eval_hook.best_metrics) if eval_hook else {},
