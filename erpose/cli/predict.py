@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint (.pt), model config (.yaml) or model name (erpose-n, fresh weights)")
     parser.add_argument("--source", required=True,
                         help="image, folder, glob (quote it), video file, camera index or stream URL")
-    parser.add_argument("--imgsz", type=int, default=640, help="network input size (square), pixels")
+    parser.add_argument("--imgsz", type=int, default=None,
+                        help="network input size (square), pixels (default: an .onnx file's own size, else 640)")
     parser.add_argument("--conf", type=float, default=0.25, help="person score threshold")
     parser.add_argument("--kpt-conf", type=float, default=KEYPOINT_CONF_THRESHOLD,
                         help="draw keypoints whose confidence is at least this")
@@ -139,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
 
     source = open_source(args.source)  # SourceError (a ValueError) -> one-line error, exit 2
     backend = load_backend(args.weights, device=args.device, half=args.half)
-    predictor = Predictor(backend, imgsz=args.imgsz, conf=args.conf, max_det=args.max_det,
+    # An exported ONNX file knows the size it was exported at; a fixed-size graph accepts only that.
+    imgsz = args.imgsz or getattr(backend, "imgsz", None) or 640
+    predictor = Predictor(backend, imgsz=imgsz, conf=args.conf, max_det=args.max_det,
                           device=args.device, batch_size=args.batch, nms=args.nms, half=args.half)
     if not (args.save or args.save_json or args.save_txt):
         log.warning("nothing will be saved (--no-save without --save-json or --save-txt)")

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from erpose import __version__
-from erpose.runtime.session import ExportMetadata, anchor_count
+from erpose.runtime.session import ExportMetadata
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ class OnnxExportConfig:
     Attributes:
         imgsz: input (H, W) pixels (an int is square); multiples of the model's largest stride.
         batch: batch size of the traced input (the fixed batch unless a dynamic option is on).
-        dynamic: batch, height and width symbolic. Needs ``imgsz`` with at least ``max_det``
-            anchor points, because the top-k size is fixed when tracing.
+        dynamic: batch, height and width symbolic (any input size; an input with fewer anchor
+            points than ``max_det`` gets zero rows at the end).
         dynamic_batch: only the batch axis symbolic (implied by ``dynamic``).
         half: float16 input, backbone and neck; float32 head and output (for GPU runtimes;
             see docs/deploy.md).
@@ -110,13 +110,6 @@ def _validate(model: torch.nn.Module, config: OnnxExportConfig) -> None:
     h, w = config.size
     if h <= 0 or w <= 0 or h % stride or w % stride:
         raise ValueError(f"imgsz {config.size} must be positive multiples of the largest stride {stride}")
-    max_det = int(config.max_det or model.max_det)
-    if config.dynamic and not model.needs_nms and anchor_count(config.size, model.strides) < max_det:
-        # The traced top-k size is min(max_det, anchors at imgsz): smaller would freeze a short output.
-        raise ValueError(
-            f"--dynamic needs an imgsz with at least max_det={max_det} anchor points; {config.size} has "
-            f"{anchor_count(config.size, model.strides)}: export at a larger imgsz or a smaller max_det"
-        )
 
 
 def _prepare(model: torch.nn.Module, config: OnnxExportConfig) -> torch.nn.Module:

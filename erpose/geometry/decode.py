@@ -83,9 +83,8 @@ def select_topk(poses: torch.Tensor, max_det: int) -> torch.Tensor:
         (B, max_det, C); when ``A < max_det`` the tail is zero rows (score 0), so that the
         shape is fixed for export.
     """
-    k = min(int(max_det), poses.shape[1])
-    _, index = poses[..., 0].topk(k, dim=1)
-    top = poses.gather(1, index[..., None].expand(-1, -1, poses.shape[-1]))
-    if k < max_det:
-        top = F.pad(top, (0, 0, 0, int(max_det) - k))
-    return top
+    # Padding before top-k (rather than k = min(max_det, A)) keeps k a constant that does not
+    # depend on the input size, so a dynamic-shape ONNX graph works at any resolution.
+    padded = F.pad(poses, (0, 0, 0, int(max_det)))
+    _, index = padded[..., 0].topk(int(max_det), dim=1)
+    return padded.gather(1, index[..., None].expand(-1, -1, poses.shape[-1]))

@@ -40,11 +40,6 @@ OUTPUT_LAYOUT = "score, then x, y, conf per keypoint (input pixels, probabilitie
 NMS_KINDS = ("none", "box", "oks")
 
 
-def anchor_count(size: tuple[int, int], strides: tuple[int, ...]) -> int:
-    """Anchor points of an input of ``size`` (H, W): one per cell of every stride's map."""
-    return sum((int(size[0]) // s) * (int(size[1]) // s) for s in strides)
-
-
 class OnnxModelError(ValueError):
     """An ONNX file that cannot be used: unreadable, corrupt, or not an erpose export."""
 
@@ -256,10 +251,6 @@ class PoseSession:
         if not meta.dynamic_shape and tuple(images.shape[2:]) != meta.imgsz:
             raise ValueError(f"{self.path}: exported with a fixed input of {self.metadata.imgsz}, got "
                              f"{tuple(images.shape[2:])}; letterbox to that size or re-export with --dynamic")
-        if meta.dynamic_shape and not meta.needs_nms and anchor_count(images.shape[2:], meta.strides) < meta.max_det:
-            # The graph's top-k size was fixed at export; fewer anchor points cannot fill it.
-            raise ValueError(f"{self.path}: input {tuple(images.shape[2:])} has fewer anchor points than "
-                             f"max_det={meta.max_det}; use a larger input")
         return self.session.run(None, {self.input_name: images})[0]
 
     def run(self, images: np.ndarray) -> np.ndarray:

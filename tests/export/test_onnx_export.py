@@ -109,10 +109,9 @@ def test_dynamic_shape_export(tmp_path):
         with torch.no_grad():
             expected = model(x).numpy()
         np.testing.assert_allclose(session.run(x.numpy())[..., 0], expected[..., 0], atol=1e-4)
-    with pytest.raises(ValueError, match="fewer anchor points"):
-        session.run(_images(1, 64).numpy())
-    with pytest.raises(ValueError, match="at least max_det"):
-        export_onnx(model, tmp_path / "small.onnx", OnnxExportConfig(imgsz=64, dynamic=True))
+    # Fewer anchor points than max_det (64 px: 84 < 100): the tail is zero rows, as in PyTorch.
+    small = session.run(_images(1, 64).numpy())
+    assert small.shape == (1, 100, 52) and not small[0, 84:].any()
 
 
 def test_static_session_rejects_other_sizes_and_bad_options(tmp_path):
@@ -134,3 +133,14 @@ def test_cli_export(tmp_path, capsys):
     assert (meta.model_name, meta.max_det, meta.imgsz) == ("erpose-n", 10, (64, 64))
     assert main(["export", "--weights", "erpose-n", "--imgsz", "64", "--opset", "12", "--out", str(out)]) == 2
     assert "opset" in capsys.readouterr().err
+
+
+def test_predict_cli_takes_the_onnx_files_own_size(tmp_path):
+    import cv2
+
+    path = export_onnx(build_model("erpose-n"), tmp_path / "m.onnx", OnnxExportConfig(imgsz=96))
+    cv2.imwrite(str(tmp_path / "1.jpg"), np.full((120, 80, 3), 90, np.uint8))
+    code = main(["predict", "--weights", str(path), "--source", str(tmp_path / "1.jpg"), "--conf", "0",
+                 "--project", str(tmp_path / "runs"), "--name", "p", "--save-json", "--no-progress"])
+    assert code == 0
+    assert (tmp_path / "runs" / "p" / "1.jpg").is_file()
