@@ -191,7 +191,24 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
     LOGGER.info("training %s on %s (%d images), %d epochs, batch %d x %d accumulation, %s", config.model,
                 config.data, len(dataset), config.epochs, config.batch, accumulate, ctx.device)
     trainer.train()
+    best = run_dir / "weights" / "best.pt"
+    if ctx.is_main and best.is_file():
+        strip_train_state(best)
     return _result(trainer, run_dir)
+
+
+def strip_train_state(path: Path) -> None:
+    """Drop the resume state from a finished run's checkpoint (about 6x smaller; the model stays)."""
+    import io
+
+    from erpose.engine.atomic import atomic_write_bytes
+    from erpose.models.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    checkpoint.pop("train_state", None)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def dump_dict(config: TrainConfig) -> dict:

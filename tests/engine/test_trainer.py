@@ -94,3 +94,6 @@ def test_erpose_train_writes_a_complete_run_dir(tmp_path: Path, capsys) -> None:
     assert float(rows[1]["train/loss"]) > 0 and 0.0 <= float(rows[1]["metrics/AP"]) <= 1.0
     model = load_model(run / "weights" / "last.pt")
     assert type(model).__name__ == "PoseModel"
+    last = torch.load(run / "weights" / "last.pt", weights_only=True)
+    best = torch.load(run / "weights" / "best.pt", weights_only=True)
+    assert last["train_state"]["epoch"] == 2 and "train_state" not in best  # best.pt stripped for users
