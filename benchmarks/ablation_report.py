@@ -1,0 +1,189 @@
+"""Tables and plots of the ablation study, built from the finished runs' ``row.json`` files.
+
+``write_report(out)`` reads every ``out/<run>/row.json``, measures what is measured once for all
+rows together (ONNX Runtime end-to-end latency, training step throughput: interleaved so that a
+load change on a shared machine hits every model alike; cached in ``latency.json`` /
+``train_bench.json`` and redone only when a new model appears), and writes ``table.json``,
+``table.md`` and ``ablation_ap_vs_epoch.png``. Idempotent: safe to call after every run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import statistics
+from pathlib import Path
+
+LOGGER = logging.getLogger("ablation")
+ORDER = ("B0", "B1", "B2", "B3", "B4", "B5", "yolo11n-pose", "yolo26n-pose")
+DETAIL = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AP_easy", "AP_medium", "AP_hard")
+
+
+def load_rows(out: Path) -> list[dict]:
+    """Every finished run's ``row.json``, in table order (row, then seed)."""
+    rows = [json.loads(p.read_text()) for p in out.glob("*/row.json")]
+
+    def key(row: dict) -> tuple[int, int]:
+        name, seed = row["run"].rsplit("_s", 1)
+        return ORDER.index(name) if name in ORDER else len(ORDER), int(seed)
+
+    return sorted(rows, key=key)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=float))
+    os.replace(tmp, path)
+
+
+def measure_latency(out: Path, rows: list[dict], runs: int, imgsz: int, threads: int) -> dict[str, dict]:
+    """End-to-end ONNX Runtime latency per model (seed-0 export of each), round robin, cached."""
+    cache_path = out / "latency.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    models = {}
+    for row in rows:
+        name = row["run"].rsplit("_s", 1)[0]
+        if row.get("onnx") and Path(row["onnx"]).is_file() and name not in models:
+            models[name] = (row["onnx"], row["kind"], row["model"])
+    if runs <= 0 or not models or set(models) <= set(cache.get("results", {})):
+        return cache.get("results", {})
+    import numpy as np
+    from bench_latency_onnx import Pipeline, _load_image, _stats
+
+    image, image_name = _load_image(None, np)
+    pipelines = []
+    for name, (path, kind, model) in models.items():
+        pipe_kind = "erpose" if model == "erpose-n" else "baseline"
+        if kind == "ultralytics":
+            pipe_kind = "yolo11" if "11" in model else "yolo26"
+        pipelines.append(Pipeline(name, Path(path), pipe_kind, threads, 0.25, 100))
+    for _ in range(3):
+        for p in pipelines:
+            p.run_once(image, imgsz, np)
+    for p in pipelines:
+        p.candidates.clear()
+    times: dict[str, list[float]] = {p.name: [] for p in pipelines}
+    for i in range(runs):  # rotated round robin: load drift hits every model alike
+        for p in pipelines[i % len(pipelines):] + pipelines[: i % len(pipelines)]:
+            times[p.name].append(p.run_once(image, imgsz, np)["total"])
+    results = {p.name: {**_stats(times[p.name], np), "nms_candidates": float(np.mean(p.candidates))}
+               for p in pipelines}
+    _write_json(cache_path, {"image": image_name, "imgsz": imgsz, "threads": threads, "runs": runs,
+                             "results": results})
+    return results
+
+
+def measure_train_speed(out: Path, rows: list[dict], imgsz: int, batch: int) -> dict[str, float]:
+    """Training step images/s (forward, loss, backward, SGD step; 1 thread), erpose rows, cached."""
+    cache_path = out / "train_bench.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    names = {row["run"].rsplit("_s", 1)[0]: row["model"] for row in rows if row["kind"] == "erpose"}
+    if not names or set(names) <= set(cache):
+        return cache
+    import torch
+    from bench_train import make_batch, measure
+
+    torch.set_num_threads(1)
+    data = json.loads(next(out.glob("*/row.json")).read_text())["protocol"]["data"]
+    images, skeleton = make_batch(imgsz, batch, data)
+    rates = measure(list(names.values()), images, skeleton, steps=3, warmup=1)
+    cache = dict(zip(names, rates))
+    _write_json(cache_path, cache)
+    return cache
+
+
+def _curve(row: dict, out: Path) -> tuple[list[int], list[float]]:
+    """(epochs, AP) of a run: our ``results.csv`` or ultralytics' own pose mAP50-95 column."""
+    path = Path(row["results_csv"]) if row.get("results_csv") else out / row["run"] / "results.csv"
+    if not path.is_file():
+        return [], []
+    with path.open() as f:
+        records = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
+    column = "metrics/AP" if row["kind"] == "erpose" else "metrics/mAP50-95(P)"
+    pairs = [(int(float(r["epoch"])), float(r[column])) for r in records if r.get(column) not in (None, "")]
+    return [e for e, _ in pairs], [a for _, a in pairs]
+
+
+def plot_curves(out: Path, rows: list[dict]) -> Path | None:
+    """AP (val split of the training set) against epoch, one line per run."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for row in rows:
+        epochs, ap = _curve(row, out)
+        if epochs:
+            peer = row["kind"] != "erpose"
+            ax.plot(epochs, ap, "--" if peer else "-", marker="o", ms=3,
+                    label=row["run"] + (" (ultralytics val mAP)" if peer else ""))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("AP (val split of the training data)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = out / "ablation_ap_vs_epoch.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, (int, float)) and value < 0):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def markdown(rows: list[dict], eval_sets: list[str], latency: dict, speed: dict) -> str:
+    """The summary table (one line per run, plus seed means) and one detail table per evaluation set."""
+    lines = ["| run | model | params (M) | GFLOPs@640 | ONNX e2e ms | train img/s | epoch img/s | "
+             + " | ".join(f"AP {s}" for s in eval_sets) + " |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(eval_sets)]
+    by_row: dict[str, list[dict]] = {}
+    for row in rows:
+        name = row["run"].rsplit("_s", 1)[0]
+        by_row.setdefault(name, []).append(row)
+        lat = latency.get(name, {}).get("median")
+        rates = row.get("epoch_img_s") or []
+        lines.append(f"| {row['run']} | {row['model']} | {row['params'] / 1e6:.2f} | {row['gflops_640']:.2f} | "
+                     f"{_fmt(lat, 1)} | {_fmt(speed.get(name), 1)} | {_fmt(statistics.median(rates) if rates else None, 1)} | "
+                     + " | ".join(_fmt(row["metrics"].get(s, {}).get("AP")) for s in eval_sets) + " |")
+    for name, group in by_row.items():
+        if len(group) > 1:
+            cells = []
+            for s in eval_sets:
+                aps = [g["metrics"].get(s, {}).get("AP", -1) for g in group]
+                cells.append(f"{statistics.mean(aps):.3f} ± {(max(aps) - min(aps)) / 2:.3f}")
+            lines.append(f"| **{name} mean of {len(group)} seeds** | | | | | | | " + " | ".join(cells) + " |")
+    for s in eval_sets:
+        lines += ["", f"**{s}**", "", "| run | " + " | ".join(DETAIL) + " |", "|---|" + "---|" * len(DETAIL)]
+        for row in rows:
+            m = row["metrics"].get(s, {})
+            lines.append(f"| {row['run']} | " + " | ".join(_fmt(m.get(k)) for k in DETAIL) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out: str | Path, latency_runs: int = 30, latency_imgsz: int = 640, latency_threads: int = 2,
+                 bench_imgsz: int = 160, bench_batch: int = 16) -> dict:
+    """Write ``table.json``, ``table.md`` and the AP-vs-epoch plot for the finished runs; returns the table."""
+    out = Path(out)
+    rows = load_rows(out)
+    if not rows:
+        LOGGER.info("no finished run in %s yet", out)
+        return {}
+    eval_sets = list(dict.fromkeys(s for row in rows for s in row["metrics"]))
+    latency = measure_latency(out, rows, latency_runs, latency_imgsz, latency_threads)
+    speed = measure_train_speed(out, rows, bench_imgsz, bench_batch) if latency_runs > 0 else {}
+    table = {"rows": rows, "eval_sets": eval_sets, "latency_ms": latency, "train_img_s": speed}
+    _write_json(out / "table.json", table)
+    text = markdown(rows, eval_sets, latency, speed)
+    tmp = out / "table.md.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, out / "table.md")
+    plot_curves(out, rows)
+    return table
