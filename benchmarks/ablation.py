@@ -154,6 +154,7 @@ def run_erpose(args: argparse.Namespace, run: str, eval_sets: list) -> dict:
                             "metrics": result.metrics, "epoch_img_s": rates.rates,
                             "wall_s": time.perf_counter() - start})
     info = json.loads(done.read_text())
+    info["train_metrics"] = info.pop("metrics")  # the trainer's own val metrics at its best epoch
     model = load_model(run_dir / "weights" / "best.pt").eval()
     metrics = {}
     for es in eval_sets:

@@ -1,0 +1,51 @@
+"""Smoke test of ``benchmarks/ablation.py``: run planning, one tiny run end to end, resumability, report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+ablation = pytest.importorskip("ablation")
+
+
+def test_plan_orders_rows_seeds_extras_peers_and_first() -> None:
+    args = ablation.parse_args(["--rows", "B0,B5", "--seeds", "0", "--seeds-extra", "B0:1,B5:1",
+                                "--peers", "yolo11n-pose", "--first", "B5_s1,B0_s0"])
+    assert ablation.plan_runs(args) == ["B5_s1", "B0_s0", "B5_s0", "B0_s1", "yolo11n-pose_s0"]
+    with pytest.raises(SystemExit):
+        ablation.plan_runs(ablation.parse_args(["--rows", "B9"]))
+
+
+def test_train_config_is_the_same_for_every_row_but_model_and_seed() -> None:
+    args = ablation.parse_args(["--epochs", "3", "--imgsz", "96", "--batch", "4", "--out", "x"])
+    b0, b5 = ablation.train_config(args, "B0_s0", "tiny"), ablation.train_config(args, "B5_s1", "tiny")
+    assert (b0.model, b5.model, b0.seed, b5.seed) == ("yolopose-n", "erpose-n", 0, 1)
+    assert (b5.project, b5.name, b5.epochs, b5.imgsz, b5.batch) == ("x", "B5_s1", 3, 96, 4)
+    assert b0.optim == b5.optim and b0.augment == b5.augment and b0.optim.nominal_batch == 16
+
+
+def test_one_tiny_run_end_to_end_then_skipped(tmp_path: Path) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    common = ["--data", "tiny", "--eval-data", "tiny", "--epochs", "1", "--imgsz", "64", "--batch", "8",
+              "--latency-imgsz", "64", "--latency-runs", "0", "--out", str(tmp_path)]
+    assert ablation.main(common + ["--worker", "B5_s0"]) == 0
+    row = json.loads((tmp_path / "B5_s0" / "row.json").read_text())
+    assert row["model"] == "erpose-n" and row["params"] > 1e6 and row["gflops_640"] > 0
+    assert set(row["metrics"]) == {"tiny"} and 0.0 <= row["metrics"]["tiny"]["AP"] <= 1.0
+    assert Path(row["onnx"]).is_file() and row["epochs_run"] == 1
+    best = tmp_path / "B5_s0" / "weights" / "best.pt"
+    stamp = best.stat().st_mtime_ns
+    # the coordinator skips a finished run: nothing is retrained, the table is (re)written
+    assert ablation.main(common + ["--rows", "B5", "--jobs", "1"]) == 0
+    assert best.stat().st_mtime_ns == stamp
+    table = (tmp_path / "table.md").read_text()
+    assert "| B5_s0 | erpose-n |" in table and "**tiny**" in table
+    assert json.loads((tmp_path / "table.json").read_text())["eval_sets"] == ["tiny"]
