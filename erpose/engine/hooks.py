@@ -74,7 +74,8 @@ class LRScheduleHook(HookBase):
 
     def before_step(self) -> None:
         t = self.trainer
-        values = scheduled_values(self.config, self.lr0, t.global_iter, t.batches_per_epoch, t.epochs)
+        sgd = isinstance(t.optimizer, torch.optim.SGD)
+        values = scheduled_values(self.config, self.lr0, t.global_iter, t.batches_per_epoch, t.epochs, sgd)
         apply_schedule(t.optimizer, values)
 
 

@@ -44,6 +44,8 @@ class OptimConfig:
         warmup_epochs: epochs (may be fractional) of linear warmup, counted in batches.
         warmup_momentum: momentum at the first warmup iteration.
         warmup_bias_lr: bias learning rate at the first warmup iteration (falls to the schedule).
+            SGD only: Adam's step is about the lr itself, so a high bias lr would throw the biases
+            (BatchNorm shifts included) far off; under AdamW biases warm up like the weights.
         schedule: ``linear`` or ``cosine`` decay from lr0 to lr0 * lrf over the run.
         nominal_batch: gradients are accumulated over batches until this many images.
         grad_clip: max gradient L2 norm; 0 disables clipping.
@@ -153,7 +155,7 @@ def lr_factor(progress: float, schedule: str, lrf: float) -> float:
 
 
 def scheduled_values(
-    config: OptimConfig, lr0: float, iteration: int, batches_per_epoch: int, epochs: int
+    config: OptimConfig, lr0: float, iteration: int, batches_per_epoch: int, epochs: int, sgd: bool = True
 ) -> tuple[float, float, float]:
     """Learning rates and momentum at a (global, batch-counted) iteration.
 
@@ -161,7 +163,8 @@ def scheduled_values(
     ``warmup_iters = round(warmup_epochs * batches_per_epoch)`` iterations, the weight/norm lr
     rises linearly from 0 and the bias lr falls linearly from ``warmup_bias_lr`` to the
     scheduled value (a high bias lr lets the score logits leave their initial prior fast while
-    the weights are still small), and momentum rises from ``warmup_momentum``.
+    the weights are still small; SGD only, ``sgd=False`` warms biases up like the weights), and
+    momentum rises from ``warmup_momentum``.
 
     Returns:
         (weight lr, bias lr, momentum).
@@ -172,7 +175,8 @@ def scheduled_values(
         return scheduled, scheduled, config.momentum
     t = iteration / warmup_iters
     weight_lr = t * scheduled
-    bias_lr = config.warmup_bias_lr + t * (scheduled - config.warmup_bias_lr)
+    bias_start = config.warmup_bias_lr if sgd else 0.0
+    bias_lr = bias_start + t * (scheduled - bias_start)
     momentum = config.warmup_momentum + t * (config.momentum - config.warmup_momentum)
     return weight_lr, bias_lr, momentum
 

@@ -78,5 +78,7 @@ def test_warmup_values_at_hand_computed_iterations() -> None:
     assert bias_lr == pytest.approx(0.1 + 0.5 * (0.0901 - 0.1))
     assert momentum == pytest.approx(0.8 + 0.5 * 0.137)
     assert scheduled_values(config, 0.1, 0, 10, 5) == pytest.approx((0.0, 0.1, 0.8))
+    # AdamW: no high bias lr, biases warm up like the weights
+    assert scheduled_values(config, 0.1, 5, 10, 5, sgd=False)[:2] == pytest.approx((0.5 * 0.0901, 0.5 * 0.0901))
     # after warmup: progress 0.4 -> 0.1 * (0.6 * 0.99 + 0.01)
     assert scheduled_values(config, 0.1, 20, 10, 5) == pytest.approx((0.0604, 0.0604, 0.937))
