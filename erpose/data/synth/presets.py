@@ -35,8 +35,8 @@ class SynthPreset:
 #: its numbers are meant to be tuned here (and only here) by the trainer's owners.
 PRESETS: dict[str, SynthPreset] = {
     "tiny": SynthPreset(16, 8, 160, "mixed", description="tests: 24 images at 160 px, a second or two"),
-    "synthcrowd-train": SynthPreset(3000, 300, 256, "mixed",
-                                    description="default training set of `erpose train` (3,000 + 300 at 256 px)"),
+    "synthcrowd-train": SynthPreset(2000, 200, 160, "sparse",
+                                    description="default training set of `erpose train` (2,000 + 200 sparse at 160 px)"),
     "synthcrowd-s": SynthPreset(2000, 500, 320, "mixed", description="benchmark set, mixed density"),
     "synthcrowd-crowd": SynthPreset(2000, 500, 320, "crowd", description="benchmark set, dense crowds only"),
     "synthcrowd-sparse": SynthPreset(2000, 500, 320, "sparse", description="benchmark set, sparse scenes only"),
