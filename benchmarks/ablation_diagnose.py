@@ -42,14 +42,16 @@ def _grad_norm(loss: torch.Tensor, params: list[torch.Tensor]) -> float:
     return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
 
 
-def diagnose(run_dir: Path, data: str, imgsz: int, images: int, batch: int) -> dict:
+def diagnose(run_dir: Path, data: str, imgsz: int, images: int, batch: int, overrides: list[str] = ()) -> dict:
     """Statistics of one run's ``best.pt`` (see the module docstring)."""
+    from erpose.config import apply_overrides
     from erpose.geometry.oks import pairwise_oks
     from erpose.models.checkpoint import load_model
-    from erpose.models.criterion import build_criterion
+    from erpose.models.criterion import build_criterion, default_criterion_config
 
     model = load_model(run_dir / "weights" / "best.pt")
-    criterion = build_criterion(model.config, model.skeleton)
+    config = apply_overrides(default_criterion_config(model.config.step), list(overrides))
+    criterion = build_criterion(model.config, model.skeleton, config)
     sigmas = torch.tensor(model.skeleton.sigmas, dtype=torch.float32)
     stats: dict[str, list[float]] = {k: [] for k in (
         "pos_o2m", "pos_o2o", "oks_pos", "best_oks_pred", "recall_easy", "recall_medium",
@@ -117,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=64)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--override", nargs="*", default=[], help="criterion overrides, e.g. loss.kpt_area=box")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    rows = {str(r.name): diagnose(r, args.data, args.imgsz, args.images, args.batch) for r in args.runs}
+    rows = {str(r.name): diagnose(r, args.data, args.imgsz, args.images, args.batch, args.override) for r in args.runs}
     keys = list(next(iter(rows.values())))
     print("| stat | " + " | ".join(rows) + " |\n|---|" + "---|" * len(rows))
     for k in keys:
