@@ -171,6 +171,13 @@ def run_erpose(args: argparse.Namespace, run: str, eval_sets: list) -> dict:
             "params": summary.parameters, "gflops_640": summary.gflops, "onnx": str(onnx_path), **info}
 
 
+def _ultralytics_device(device: str) -> str:
+    """erpose's ``cuda``/``cuda:N``/``cpu`` as ultralytics spells it (``0``, ``N``, ``cpu``)."""
+    if device.startswith("cuda"):
+        return device.partition(":")[2] or "0"
+    return device
+
+
 def run_peer(args: argparse.Namespace, run: str, eval_sets: list) -> dict:
     """Train one ultralytics peer in its venv, then score its predictions with our evaluator."""
     from ablation_data import ensure_train_data
@@ -186,6 +193,7 @@ def run_peer(args: argparse.Namespace, run: str, eval_sets: list) -> dict:
            "--data", str(root / "data.yaml"), "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
            "--batch", str(args.batch), "--seed", seed, "--out", str(run_dir.resolve()),
            "--threads", str(args.threads), "--workers", str(args.workers),
+           "--device", _ultralytics_device(args.device),
            "--nbs", overrides.get("optim.nominal_batch", "64"),
            "--warmup-epochs", overrides.get("optim.warmup_epochs", "3"),
            "--export-imgsz", str(args.latency_imgsz)]

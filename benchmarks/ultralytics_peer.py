@@ -80,14 +80,14 @@ def model_yaml(name: str, out: Path) -> Path:
     return path
 
 
-def predict(model, images: Path, imgsz: int, batch: int) -> list[dict]:
+def predict(model, images: Path, imgsz: int, batch: int, device: str = "cpu") -> list[dict]:
     """COCO keypoint results (original pixels) keyed by image file stem, at conf 0.001."""
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     dets: list[dict] = []
     for i in range(0, len(files), batch):
         chunk = files[i:i + batch]
         for path, result in zip(chunk, model.predict([str(p) for p in chunk], imgsz=imgsz, conf=0.001, iou=0.7,
-                                                      max_det=100, verbose=False, device="cpu")):
+                                                      max_det=100, verbose=False, device=device)):
             if result.keypoints is None or len(result.boxes) == 0:
                 continue
             kpts = result.keypoints.data.cpu().numpy()  # (n, 17, 3): x, y, confidence
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nbs", type=int, default=64, help="nominal batch (gradient accumulation target)")
     p.add_argument("--warmup-epochs", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="ultralytics device: cpu, 0, ...")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--predict", action="append", default=[], help="NAME=IMAGE_DIR, repeatable")
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         model.add_callback("on_pretrain_routine_end", lambda trainer: torch.set_num_threads(args.threads))
         # close_mosaic 10 as erpose's default: with fewer epochs, mosaic is off for the whole run in both.
         model.train(data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, seed=args.seed,
-                    deterministic=True, workers=args.workers, device="cpu", pretrained=False, amp=False,
+                    deterministic=True, workers=args.workers, device=args.device, pretrained=False, amp=False,
                     plots=False, project=str(out), name="train", exist_ok=True, nbs=args.nbs,
                     warmup_epochs=args.warmup_epochs, close_mosaic=10, optimizer="auto", patience=0,
                     resume=bool(last.is_file()), verbose=False)
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.predict:
         name, _, folder = item.partition("=")
         path = out / f"predictions_{name}.json"
-        path.write_text(json.dumps(predict(model, Path(folder), args.imgsz, args.batch)))
+        path.write_text(json.dumps(predict(model, Path(folder), args.imgsz, args.batch, args.device)))
         predictions[name] = str(path)
     from ultralytics.utils.torch_utils import get_flops, get_num_params
 
