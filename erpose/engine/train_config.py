@@ -12,11 +12,7 @@ from dataclasses import dataclass, field
 
 from erpose.data.transforms import AugmentConfig
 from erpose.engine.optim import OptimConfig
-
-try:
-    from erpose.models.criterion import CriterionConfig
-except ImportError:  # pragma: no cover - the criterion module lands separately
-    CriterionConfig = dict  # type: ignore[misc,assignment]
+from erpose.models.criterion import CriterionConfig
 
 
 @dataclass(frozen=True)
