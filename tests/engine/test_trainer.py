@@ -36,7 +36,9 @@ def test_epoch_end_flushes_a_partial_accumulation_window(tmp_path: Path) -> None
 
 
 def test_train_config_yaml_round_trip_and_errors(tmp_path: Path) -> None:
-    config = TrainConfig(epochs=3, imgsz=96)
+    from erpose.models.criterion import default_criterion_config
+
+    config = TrainConfig(epochs=3, imgsz=96, criterion=default_criterion_config("B0"))
     dump_yaml(config, tmp_path / "args.yaml")
     assert load_yaml(TrainConfig, tmp_path / "args.yaml") == config
     assert load_yaml(TrainConfig, REPO / "configs" / "train" / "default.yaml") == TrainConfig()
