@@ -158,13 +158,39 @@ def test_presets_and_cache(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="synthcrowd-s"):
         ensure_preset("nope", tmp_path)
     root = ensure_preset("tiny", tmp_path, workers=1)
-    assert root.name == f"tiny-v{synth_generator.GENERATOR_VERSION}" and (root / "data.yaml").is_file()
+    assert root.name == f"tiny-v{synth_generator.GENERATOR_VERSION}-{PRESETS['tiny'].fingerprint()}"
+    assert (root / "data.yaml").is_file()
     monkeypatch.setattr(synth_generator, "_render_one", lambda task: pytest.fail("regenerated"))
     assert ensure_preset("tiny", tmp_path) == root  # reused, not rendered again
     monkeypatch.setenv("ERPOSE_CACHE", str(tmp_path / "env"))
     from erpose.data.synth import default_cache_dir
 
     assert default_cache_dir() == tmp_path / "env" / "synth"
+
+
+def test_retuned_preset_gets_a_new_cache_folder(tmp_path, monkeypatch):
+    import dataclasses
+
+    tiny = PRESETS["tiny"]
+    bigger = dataclasses.replace(tiny, stature=(0.5, 0.9), max_people=2)
+    assert bigger.fingerprint() != tiny.fingerprint()
+    assert dataclasses.replace(tiny, description="other words").fingerprint() == tiny.fingerprint()
+    monkeypatch.setitem(PRESETS, "tiny-big", dataclasses.replace(bigger, train=6, val=2))
+    root = ensure_preset("tiny-big", tmp_path, workers=1)
+    gt = json.loads((root / "annotations" / "train.json").read_text())
+    per_image = {}
+    for ann in gt["annotations"]:
+        per_image[ann["image_id"]] = per_image.get(ann["image_id"], 0) + 1
+    assert per_image and max(per_image.values()) <= 2
+    # Visible-body boxes of people at least half the image tall (some are cut by the border).
+    assert max(ann["bbox"][3] for ann in gt["annotations"]) >= 0.45 * tiny.imgsz
+
+
+def test_bad_stature_and_max_people(tmp_path):
+    with pytest.raises(ValueError, match="stature"):
+        synth_generator.generate(tmp_path / "a", train=1, val=0, imgsz=128, stature=(0.9, 0.5))
+    with pytest.raises(ValueError, match="max_people"):
+        synth_generator.generate(tmp_path / "b", train=1, val=0, imgsz=128, max_people=0)
 
 
 def test_paste_from_real_people(real_data, tmp_path):

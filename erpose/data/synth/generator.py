@@ -52,7 +52,8 @@ def _render_one(task: tuple[int, int]) -> dict:
     split_id, index = task
     cfg = _worker
     rng = np.random.default_rng(np.random.SeedSequence([cfg["seed"], split_id, index]))
-    scene = render_scene(rng, cfg["imgsz"], cfg["density"], cfg["skeleton"], cfg["bank"])
+    scene = render_scene(rng, cfg["imgsz"], cfg["density"], cfg["skeleton"], cfg["bank"],
+                         cfg.get("stature"), cfg.get("max_people"))
     split = SPLITS[split_id]
     stem = f"{index:06d}"
     root = Path(cfg["root"])
@@ -151,7 +152,8 @@ def _publish(tmp: Path, out: Path, replace: bool) -> Path:
 def generate(out_dir: str | Path, *, train: int, val: int, imgsz: int = 320, seed: int = 0,
              preset: str = "mixed", workers: int = 1, skeleton: str = "coco17",
              paste_from: tuple[str, str] | None = None, progress: bool = False,
-             image_format: str = "jpg", replace: bool = True) -> Path:
+             image_format: str = "jpg", replace: bool = True, stature: tuple[float, float] | None = None,
+             max_people: int | None = None) -> Path:
     """Generate a SynthCrowd dataset.
 
     Layout written under ``out_dir``: ``data.yaml`` (YOLO-pose), ``images/{train,val}/*.jpg``,
@@ -170,6 +172,8 @@ def generate(out_dir: str | Path, *, train: int, val: int, imgsz: int = 320, see
         progress: show a tqdm progress bar on stderr.
         image_format: ``jpg`` (quality 95) or ``png``.
         replace: when False and ``out_dir`` already holds a dataset, keep it (used by ensure_preset).
+        stature: (low, high) person heights as fractions of ``imgsz`` (default 16 px .. 0.9).
+        max_people: at most this many people per image (default 40).
 
     Returns:
         the dataset root.
@@ -179,6 +183,10 @@ def generate(out_dir: str | Path, *, train: int, val: int, imgsz: int = 320, see
         FileNotFoundError: a ``paste_from`` path is missing.
     """
     _check_args(train, val, imgsz, preset, workers, skeleton, paste_from)
+    if stature is not None and not (len(stature) == 2 and 0.0 <= stature[0] < stature[1] <= 1.5):
+        raise ValueError(f"stature must be (low, high) fractions of imgsz with 0 <= low < high <= 1.5, got {stature}")
+    if max_people is not None and max_people < 1:
+        raise ValueError(f"max_people must be >= 1, got {max_people}")
     if image_format not in ("jpg", "png"):
         raise ValueError(f"image_format must be jpg or png, got {image_format!r}")
     out = Path(out_dir).expanduser().absolute()
@@ -192,9 +200,11 @@ def generate(out_dir: str | Path, *, train: int, val: int, imgsz: int = 320, see
     sk = get_skeleton(skeleton)
     info = {"description": "SynthCrowd synthetic crowded people (erpose)", "generator_version": GENERATOR_VERSION,
             "seed": seed, "preset": preset, "imgsz": imgsz, "skeleton": skeleton,
-            "paste_from": list(paste) if paste else None}
+            "paste_from": list(paste) if paste else None,
+            "stature": list(stature) if stature else None, "max_people": max_people}
     config = {"root": str(tmp), "seed": seed, "imgsz": imgsz, "density": preset, "skeleton": skeleton,
-              "image_format": image_format, "paste_from": paste}
+              "image_format": image_format, "paste_from": paste,
+              "stature": tuple(stature) if stature else None, "max_people": max_people}
     try:
         for sub in ("images", "labels"):
             for split in SPLITS:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,8 @@ class SynthPreset:
         seed: base seed.
         skeleton: ``coco17`` or ``crowdpose14``.
         description: one line for docs and ``--help``.
+        stature: (low, high) person heights as fractions of ``imgsz``; None: 16 px .. 0.9.
+        max_people: people per image cap; None: the layout's own (up to 40).
     """
 
     train: int
@@ -29,6 +34,14 @@ class SynthPreset:
     seed: int = 0
     skeleton: str = "coco17"
     description: str = ""
+    stature: tuple[float, float] | None = None
+    max_people: int | None = None
+
+    def fingerprint(self) -> str:
+        """Short hash of everything that changes the images, so a retuned preset is regenerated."""
+        fields = dataclasses.asdict(self)
+        fields.pop("description")
+        return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
 
 
 #: The named datasets. ``synthcrowd-train`` is what ``erpose train`` uses without ``--data``;
@@ -61,7 +74,7 @@ def ensure_preset(name: str, cache_dir: str | Path | None = None, workers: int |
                   progress: bool = False) -> Path:
     """Return the root of preset ``name``, generating it first when it is not in the cache.
 
-    The dataset lives at ``<cache_dir>/<name>-v<GENERATOR_VERSION>`` (cache_dir defaults to
+    The dataset lives at ``<cache_dir>/<name>-v<GENERATOR_VERSION>-<preset fingerprint>`` (cache_dir defaults to
     ``default_cache_dir()``). Safe when several processes call it at once: each renders into its
     own temporary folder and the first rename wins; the others keep the published one.
 
@@ -76,11 +89,12 @@ def ensure_preset(name: str, cache_dir: str | Path | None = None, workers: int |
     """
     preset = get_preset(name)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    out = root / f"{name}-v{GENERATOR_VERSION}"
+    # The fingerprint makes a retuned preset (or a new generator) a new folder, never a stale reuse.
+    out = root / f"{name}-v{GENERATOR_VERSION}-{preset.fingerprint()}"
     if (out / META_FILE).is_file():
         return out
     if workers is None:
         workers = max(1, min(2, os.cpu_count() or 1))
     return generate(out, train=preset.train, val=preset.val, imgsz=preset.imgsz, seed=preset.seed,
                     preset=preset.density, workers=workers, skeleton=preset.skeleton, progress=progress,
-                    replace=False)
+                    replace=False, stature=preset.stature, max_people=preset.max_people)

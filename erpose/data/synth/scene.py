@@ -60,12 +60,14 @@ def _loguniform(rng: np.random.Generator, lo: float, hi: float, n: int | None = 
     return np.exp(rng.uniform(np.log(lo), np.log(max(hi, lo * 1.01)), n))
 
 
-def _sparse(rng: np.random.Generator, size: int, n: int) -> np.ndarray:
-    """n people of any size, spread out: rows of (stature, centre x, foot y) in pixels."""
+def _sparse(rng: np.random.Generator, size: int, n: int, stature: tuple[float, float] = (0.0, 0.9)) -> np.ndarray:
+    """n people spread out: rows of (stature, centre x, foot y) in pixels; ``stature`` bounds the
+    height as fractions of the image side (never below ``MIN_STATURE`` px)."""
+    lo, hi = max(MIN_STATURE, stature[0] * size), stature[1] * size
     out = np.zeros((0, 3))
     for _ in range(n):
         for _try in range(8):  # rejection keeps sparse scenes sparse; the last try is kept anyway
-            h = float(_loguniform(rng, MIN_STATURE, 0.9 * size))
+            h = float(_loguniform(rng, lo, hi))
             row = np.array([h, rng.uniform(-0.05, 1.05) * size, rng.uniform(0.8 * h, size + 0.1 * h)])
             dx = np.abs(out[:, 1] - row[1]) < 0.25 * (out[:, 0] + h) * 0.5
             dy = np.abs(out[:, 2] - row[2]) < 0.8 * np.minimum(out[:, 0], h)
@@ -75,9 +77,10 @@ def _sparse(rng: np.random.Generator, size: int, n: int) -> np.ndarray:
     return out
 
 
-def _group(rng: np.random.Generator, size: int, rows: int, spacing: tuple[float, float]) -> np.ndarray:
+def _group(rng: np.random.Generator, size: int, rows: int, spacing: tuple[float, float],
+           stature: tuple[float, float] = (0.0, 0.9)) -> np.ndarray:
     """A group standing in rows; spacing is the gap between neighbours as a fraction of stature."""
-    h0 = float(_loguniform(rng, 22, 0.75 * size))
+    h0 = float(_loguniform(rng, max(22.0, stature[0] * size), min(0.75, stature[1]) * size))
     base_y = rng.uniform(min(0.7 * size, 0.95 * h0 + 0.2 * size), size + 0.1 * h0)
     out = []
     for r in range(rows):
@@ -91,27 +94,32 @@ def _group(rng: np.random.Generator, size: int, rows: int, spacing: tuple[float,
     return np.concatenate(out)
 
 
-def sample_layout(rng: np.random.Generator, size: int, density: str) -> np.ndarray:
+def sample_layout(rng: np.random.Generator, size: int, density: str,
+                  stature: tuple[float, float] | None = None, max_people: int | None = None) -> np.ndarray:
     """Where people stand: (N, 3) rows of stature px, centre x px, foot y px.
 
     ``sparse``: 1-5 people of any size, little overlap. ``crowd``: one or two groups in 1-3 rows,
     neighbours 0.15-0.5 statures apart (heavy overlap). ``mixed`` draws per image between sparse
-    scenes, loose groups and crowds.
+    scenes, loose groups and crowds. ``stature`` (fractions of the image side) bounds the person
+    heights (default 16 px to 0.9); ``max_people`` caps the people per image (default 40).
     """
+    stature = stature or (0.0, 0.9)
+    if not 0.0 <= stature[0] < stature[1] <= 1.5:
+        raise ValueError(f"stature range must satisfy 0 <= low < high <= 1.5, got {stature}")
     if density not in DENSITIES:
         raise ValueError(f"unknown density preset {density!r}; known: {list(DENSITIES)}")
     mode = density
     if density == "mixed":
         mode = ("sparse", "group", "crowd")[rng.choice(3, p=[0.25, 0.45, 0.3])]
     if mode == "sparse":
-        rows = _sparse(rng, size, int(rng.integers(1, 6)))
+        rows = _sparse(rng, size, int(rng.integers(1, 6)), stature)
     elif mode == "group":
-        group = _group(rng, size, int(rng.integers(1, 3)), (0.25, 0.8))
-        rows = np.vstack([group, _sparse(rng, size, int(rng.integers(0, 3)))])
+        group = _group(rng, size, int(rng.integers(1, 3)), (0.25, 0.8), stature)
+        rows = np.vstack([group, _sparse(rng, size, int(rng.integers(0, 3)), stature)])
     else:
-        groups = [_group(rng, size, int(rng.integers(1, 4)), (0.15, 0.5)) for _ in range(rng.integers(1, 3))]
+        groups = [_group(rng, size, int(rng.integers(1, 4)), (0.15, 0.5), stature) for _ in range(rng.integers(1, 3))]
         rows = np.vstack(groups)
-    rows = rows[: MAX_PERSONS]
+    rows = rows[: min(MAX_PERSONS, max_people or MAX_PERSONS)]
     rows[:, 0] = np.maximum(rows[:, 0], MIN_STATURE)
     return rows
 
@@ -220,7 +228,8 @@ def _labels(kp_draw: np.ndarray, self_vis: np.ndarray, labelled: np.ndarray, own
 
 
 def render_scene(rng: np.random.Generator, imgsz: int, density: str = "mixed", skeleton: str = "coco17",
-                 paste_bank: PasteBank | None = None) -> SceneRender:
+                 paste_bank: PasteBank | None = None, stature: tuple[float, float] | None = None,
+                 max_people: int | None = None) -> SceneRender:
     """Render one square image of people, occluders and distractors, and label it.
 
     Args:
@@ -229,6 +238,8 @@ def render_scene(rng: np.random.Generator, imgsz: int, density: str = "mixed", s
         density: ``sparse``, ``mixed`` or ``crowd`` layout.
         skeleton: ``coco17`` or ``crowdpose14`` (keypoints written).
         paste_bank: when given, people are real cut-outs from it instead of drawn figures.
+        stature, max_people: person height range (fractions of ``imgsz``) and people per image cap;
+            see ``sample_layout``.
 
     Returns:
         SceneRender with the persons that are seen at least one pixel.
@@ -237,7 +248,7 @@ def render_scene(rng: np.random.Generator, imgsz: int, density: str = "mixed", s
 
     if skeleton not in SKELETON_JOINTS:
         raise ValueError(f"unknown skeleton {skeleton!r} for synth; known: {sorted(SKELETON_JOINTS)}")
-    layout = sample_layout(rng, imgsz, density)
+    layout = sample_layout(rng, imgsz, density, stature, max_people)
     n = layout.shape[0]
     img = paste_bank.background(rng, imgsz) if paste_bank is not None else render.background(rng, imgsz, imgsz)
     tex = render.texture_fields(rng, imgsz, imgsz)
