@@ -179,7 +179,11 @@ def _to_annotations(table: np.ndarray, k: int, dims: int, width: int, height: in
         v = np.where(pts[..., 2] > 0, np.where(pts[..., 2] == 1, 1.0, 2.0), 0.0)
     else:
         v = np.where((xy[..., 0] == 0) & (xy[..., 1] == 0), 0.0, 2.0)
-    outside = (v > 0) & ((xy < -OUTSIDE_EPS) | (xy > 1 + OUTSIDE_EPS)).any(-1)
+    # Labels are COCO pixel-centre coordinates over the size, so the image spans
+    # [-0.5, size - 0.5] px: the same bounds as the COCO reader, plus a rounding tolerance.
+    px = xy * [width, height]
+    outside = (v > 0) & ((px < -0.5 - OUTSIDE_EPS * np.array([width, height])) |
+                         (px > np.array([width, height]) - 0.5 + OUTSIDE_EPS * np.array([width, height]))).any(-1)
     if outside.any():
         lines = sorted({int(i) + 1 for i in np.nonzero(outside.any(1))[0]})
         report.add(f"{path}:{lines[0]}", "keypoint outside image",

@@ -87,6 +87,15 @@ def test_keypoint_outside_image_becomes_unlabelled(tmp_path):
     assert not problem.skipped and problem.where.endswith("a.txt:1") and "2 keypoint(s)" in problem.message
 
 
+def test_keypoint_in_the_border_half_pixel_is_kept(tmp_path):
+    # Pixel-centre coordinates: a 100 px wide image spans x in [-0.5, 99.5], so x = -0.3 px
+    # (normalised -0.003) and x = 99.4 px are inside.
+    text = "0 0.5 0.5 0.2 0.4 -0.003 0.2 2 0.994 0.4 1 0.5 0.5 2\n"
+    source = read_yolo_pose(make_yolo(tmp_path, {"a": text}), "train")
+    assert not source.report.problems
+    np.testing.assert_allclose(source.samples[0].annotations.keypoints[0, :2, 0], [-0.3, 99.4], atol=1e-4)
+
+
 def test_unreadable_image_is_skipped(tmp_path):
     path = make_yolo(tmp_path, {"a": BOXED, "b": BOXED})
     (tmp_path / "images" / "train" / "b.jpg").write_bytes(b"not an image")
