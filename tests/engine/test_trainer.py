@@ -99,3 +99,24 @@ def test_erpose_train_writes_a_complete_run_dir(tmp_path: Path, capsys) -> None:
     last = torch.load(run / "weights" / "last.pt", weights_only=True)
     best = torch.load(run / "weights" / "best.pt", weights_only=True)
     assert last["train_state"]["epoch"] == 2 and "train_state" not in best  # best.pt stripped for users
+
+    # The trained checkpoint goes straight into `erpose predict` (issue 6's end-to-end check).
+    import json
+
+    from erpose.data.source import load_source
+
+    val = load_source("tiny", "val")
+    image_dir = Path(val.samples[0].image_path).parent
+    argv = ["predict", "--weights", str(run / "weights" / "best.pt"), "--source", str(image_dir), "--imgsz", "64",
+            "--conf", "0.0", "--max-det", "5", "--save-json", "--save-txt", "--project", str(tmp_path / "pred"),
+            "--name", "p", "--no-progress"]
+    assert main(argv) == 0
+    out = tmp_path / "pred" / "p"
+    drawn = sorted(p.name for p in out.glob("*.jpg"))
+    assert drawn == sorted(Path(s.image_path).name for s in val.samples)
+    detections = json.loads(next(out.glob("*.json")).read_text())
+    assert detections and all(len(d["keypoints"]) == 3 * 17 and 0.0 <= d["score"] <= 1.0 for d in detections)
+    assert len({d["image_id"] for d in detections}) == len(val.samples)
+    labels = list((out / "labels").glob("*.txt"))
+    assert len(labels) == len(val.samples)
+    assert all(len(line.split()) == 5 + 3 * 17 for f in labels for line in f.read_text().splitlines())
