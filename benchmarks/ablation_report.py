@@ -133,7 +133,7 @@ def plot_curves(out: Path, rows: list[dict]) -> Path | None:
     return path
 
 
-def _fmt(value, digits: int = 3) -> str:
+def _fmt(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, (int, float)) and value < 0):
         return "-"
     return f"{value:.{digits}f}"
@@ -158,7 +158,7 @@ def markdown(rows: list[dict], eval_sets: list[str], latency: dict, speed: dict)
             cells = []
             for s in eval_sets:
                 aps = [g["metrics"].get(s, {}).get("AP", -1) for g in group]
-                cells.append(f"{statistics.mean(aps):.3f} ± {(max(aps) - min(aps)) / 2:.3f}")
+                cells.append(f"{statistics.mean(aps):.4f} ± {(max(aps) - min(aps)) / 2:.4f}")
             lines.append(f"| **{name} mean of {len(group)} seeds** | | | | | | | " + " | ".join(cells) + " |")
     for s in eval_sets:
         lines += ["", f"**{s}**", "", "| run | " + " | ".join(DETAIL) + " |", "|---|" + "---|" * len(DETAIL)]
