@@ -94,14 +94,17 @@ def measure_train_speed(out: Path, rows: list[dict], imgsz: int, batch: int) -> 
     return cache
 
 
-def _curve(row: dict, out: Path) -> tuple[list[int], list[float]]:
-    """(epochs, AP) of a run: our ``results.csv`` or ultralytics' own pose mAP50-95 column."""
+def _curve(row: dict, out: Path, metric: str = "AP") -> tuple[list[int], list[float]]:
+    """(epochs, AP or AP50) of a run: our ``results.csv`` or ultralytics' own pose mAP columns."""
     path = Path(row["results_csv"]) if row.get("results_csv") else out / row["run"] / "results.csv"
     if not path.is_file():
         return [], []
     with path.open() as f:
         records = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
-    column = "metrics/AP" if row["kind"] == "erpose" else "metrics/mAP50-95(P)"
+    if row["kind"] == "erpose":
+        column = f"metrics/{metric}"
+    else:
+        column = "metrics/mAP50-95(P)" if metric == "AP" else "metrics/mAP50(P)"
     pairs = [(int(float(r["epoch"])), float(r[column])) for r in records if r.get(column) not in (None, "")]
     return [e for e, _ in pairs], [a for _, a in pairs]
 
@@ -115,17 +118,19 @@ def plot_curves(out: Path, rows: list[dict]) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for row in rows:
-        epochs, ap = _curve(row, out)
-        if epochs:
-            peer = row["kind"] != "erpose"
-            ax.plot(epochs, ap, "--" if peer else "-", marker="o", ms=3,
-                    label=row["run"] + (" (ultralytics val mAP)" if peer else ""))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("AP (val split of the training data)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    for ax, metric in zip(axes, ("AP", "AP50")):
+        for row in rows:
+            epochs, ap = _curve(row, out, metric)
+            if epochs:
+                peer = row["kind"] != "erpose"
+                ax.plot(epochs, ap, "--" if peer else "-", marker="o", ms=3,
+                        label=row["run"] + (" (ultralytics val)" if peer else ""))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{metric} (val split of the training data)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     path = out / "ablation_ap_vs_epoch.png"
     fig.savefig(path)
