@@ -51,8 +51,21 @@ class KeypointBranch(nn.Module):
         return offsets, visibility
 
 
+def keypoint_branches(in_channels: tuple[int, ...], width: int, num_keypoints: int) -> nn.ModuleList:
+    return nn.ModuleList(KeypointBranch(c, width, num_keypoints) for c in in_channels)
+
+
+def run_keypoint_branches(
+    branches: nn.ModuleList, features: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-level maps -> offsets (B, A, K, 2), visibility logits (B, A, K)."""
+    outputs = [branch(x) for x, branch in zip(features, branches)]
+    return torch.cat([o for o, _ in outputs], 1), torch.cat([v for _, v in outputs], 1)
+
+
 class ERBranches(nn.Module):
-    """One copy (o2m or o2o) of the score and keypoint branches over all levels."""
+    """One copy (o2m or o2o) of the score branches over all levels, and of the keypoint branches
+    unless the head shares one keypoint branch between its copies (``keypoint_width == 0``)."""
 
     def __init__(
         self,
@@ -65,20 +78,20 @@ class ERBranches(nn.Module):
     ) -> None:
         super().__init__()
         self.scores = nn.ModuleList(light_score_branch(c, score_width) for c in in_channels)
-        self.keypoints = nn.ModuleList(KeypointBranch(c, keypoint_width, num_keypoints) for c in in_channels)
+        self.keypoints = keypoint_branches(in_channels, keypoint_width, num_keypoints) if keypoint_width else None
         with torch.no_grad():
             for branch, stride in zip(self.scores, strides):
                 branch[-1].bias.fill_(score_prior_bias(stride, score_prior))
 
-    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-level maps -> score logits (B, A), offsets (B, A, K, 2), visibility logits (B, A, K)."""
-        scores, offsets, visibility = [], [], []
-        for x, score_branch, keypoint_branch in zip(features, self.scores, self.keypoints):
-            scores.append(score_branch(x).flatten(1))
-            level_offsets, level_visibility = keypoint_branch(x)
-            offsets.append(level_offsets)
-            visibility.append(level_visibility)
-        return torch.cat(scores, 1), torch.cat(offsets, 1), torch.cat(visibility, 1)
+    def forward(
+        self, features: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Per-level maps -> score logits (B, A), offsets (B, A, K, 2) and visibility logits
+        (B, A, K), the last two None when this copy has no keypoint branch of its own."""
+        scores = torch.cat([branch(x).flatten(1) for x, branch in zip(features, self.scores)], 1)
+        if self.keypoints is None:
+            return scores, None, None
+        return (scores, *run_keypoint_branches(self.keypoints, features))
 
 
 class ERHead(nn.Module):
@@ -94,6 +107,10 @@ class ERHead(nn.Module):
         keypoint_width: keypoint-branch width (0: ``default_er_widths``).
         score_prior: prior probability for the score bias (0: YOLO rule, see ``score_prior_bias``).
         max_det: persons returned per image in eval mode when ``o2o``.
+        shared_keypoints: with ``o2o``, one keypoint branch serves both copies and only the score
+            branch is duplicated. Both copies regress the same keypoints (o2o's positive is one of
+            o2m's top-k); what differs is which anchor fires, which is the score's job. The
+            inference graph is the same size either way; training skips a second keypoint branch.
 
     Forward (``features``: ``{stride: (B, C, H, W)}``):
         training: ``HeadOutput`` (o2m, plus o2o when on).
@@ -113,6 +130,7 @@ class ERHead(nn.Module):
         keypoint_width: int = 0,
         score_prior: float = 0.0,
         max_det: int = 100,
+        shared_keypoints: bool = False,
     ) -> None:
         super().__init__()
         auto_score, auto_keypoint = default_er_widths(in_channels[0], num_keypoints)
@@ -122,8 +140,13 @@ class ERHead(nn.Module):
         self.keypoint_width = keypoint_width or auto_keypoint
         self.o2o_detach = o2o_detach
         self.max_det = max_det
+        shared = o2o and shared_keypoints
+        self.keypoints: nn.ModuleList | None = (
+            keypoint_branches(tuple(in_channels), self.keypoint_width, num_keypoints) if shared else None
+        )
         self.o2m: ERBranches | None = ERBranches(
-            tuple(in_channels), self.strides, num_keypoints, self.score_width, self.keypoint_width, score_prior
+            tuple(in_channels), self.strides, num_keypoints, self.score_width,
+            0 if shared else self.keypoint_width, score_prior,
         )
         self.o2o: ERBranches | None = copy.deepcopy(self.o2m) if o2o else None
 
@@ -140,6 +163,14 @@ class ERHead(nn.Module):
         sizes = [(m.shape[2], m.shape[3]) for m in maps]
         return make_anchor_points(sizes, self.strides, dtype=maps[0].dtype, device=maps[0].device)
 
+    def _run(
+        self, branches: ERBranches, maps: list[torch.Tensor], shared: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scores, offsets, visibility = branches(maps)
+        if offsets is None:
+            offsets, visibility = shared if shared is not None else run_keypoint_branches(self.keypoints, maps)
+        return scores, offsets, visibility
+
     @staticmethod
     def _branch_output(
         raw: tuple[torch.Tensor, torch.Tensor, torch.Tensor], anchor_points: torch.Tensor, strides: torch.Tensor
@@ -154,15 +185,17 @@ class ERHead(nn.Module):
         if self.training:
             if self.o2m is None:
                 raise RuntimeError("this head was deployed (o2m copy removed): it can no longer train")
-            o2m = self._branch_output(self.o2m(maps), anchor_points, strides)
+            o2m_raw = self._run(self.o2m, maps)
+            o2m = self._branch_output(o2m_raw, anchor_points, strides)
             o2o = None
             if self.o2o is not None:
                 o2o_maps = [m.detach() for m in maps] if self.o2o_detach else maps
-                o2o = self._branch_output(self.o2o(o2o_maps), anchor_points, strides)
+                # A shared keypoint branch is run once, on the o2m features, for both copies.
+                o2o = self._branch_output(self._run(self.o2o, o2o_maps, o2m_raw[1:]), anchor_points, strides)
             return HeadOutput(anchor_points=anchor_points, strides=strides, o2m=o2m, o2o=o2o)
         branches = self.o2o if self.o2o is not None else self.o2m
         assert branches is not None
-        scores, offsets, visibility = branches(maps)
+        scores, offsets, visibility = self._run(branches, maps)
         keypoints = torch.cat(
             (decode_keypoints(offsets, anchor_points, strides), visibility.sigmoid()[..., None]), dim=-1
         )

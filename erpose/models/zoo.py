@@ -47,6 +47,8 @@ class HeadConfig:
         reg_max: DFL bins per box side.
         score_width, keypoint_width, box_width: branch widths; 0 picks the head's default rule.
         o2o_detach: the o2o copy sees detached features in training (YOLOv10 style).
+        shared_keypoints: ER with o2o: one keypoint branch for both copies, only the score branch
+            is duplicated (same inference graph, cheaper training; see ``ERHead``).
         score_prior: prior probability for the score bias; 0 picks the YOLO rule
             (about 5 persons per 640 x 640 image).
         max_det: persons per image of the NMS-free eval output.
@@ -60,6 +62,7 @@ class HeadConfig:
     keypoint_width: int = 0
     box_width: int = 0
     o2o_detach: bool = True
+    shared_keypoints: bool = True
     score_prior: float = 0.0
     max_det: int = 100
 
@@ -164,6 +167,7 @@ def build_model(
         head = ERHead(
             in_channels, strides, k, o2o=h.o2o, o2o_detach=h.o2o_detach, score_width=h.score_width,
             keypoint_width=h.keypoint_width, score_prior=h.score_prior, max_det=h.max_det,
+            shared_keypoints=h.shared_keypoints,
         )
     else:
         head = YOLOPoseHead(
