@@ -114,3 +114,24 @@ def test_nano_parameter_parity_and_er_budget():
     assert ours.parameters < 2_870_000 and ours.parameters_unfused < 2_870_000
     assert ours.gflops <= 7.6
     assert ours.gflops < 4 * baseline.gflops  # baseline counted at 320: x4 at 640
+
+
+def test_shared_keypoint_branch_serves_both_copies():
+    shared = ERHead((16, 32, 64), STRIDES, 3, shared_keypoints=True).train()
+    separate = ERHead((16, 32, 64), STRIDES, 3, shared_keypoints=False)
+    assert shared.o2m.keypoints is None and shared.o2o.keypoints is None and shared.keypoints is not None
+    keypoint_params = sum(p.numel() for p in shared.keypoints.parameters())
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(separate) - count(shared) == keypoint_params  # one keypoint branch fewer to train
+    out = shared(_features())
+    assert torch.equal(out.o2m.keypoints, out.o2o.keypoints)
+    shared.eval()
+    with torch.no_grad():
+        before = shared(_features())
+    shared.deploy()  # drops the o2m score copy only: the shared keypoint branch stays
+    assert shared.o2m is None and shared.keypoints is not None
+    with torch.no_grad():
+        assert torch.equal(shared(_features()), before)
+    # The inference graph is the same size as with separate copies.
+    separate.deploy()
+    assert count(shared) == count(separate)
