@@ -151,7 +151,11 @@ def model_from_checkpoint(
         CheckpointError: wrong K, or weights that do not fit the stored config.
     """
     try:
-        config = from_dict(ModelConfig, checkpoint["config"], f"{source}: config")
+        stored_config = dict(checkpoint["config"])
+        if isinstance(stored_config.get("head"), Mapping):
+            # Checkpoints from before ``shared_keypoints`` existed hold one keypoint branch per copy.
+            stored_config["head"] = {"shared_keypoints": False, **stored_config["head"]}
+        config = from_dict(ModelConfig, stored_config, f"{source}: config")
         stored = Skeleton.from_dict(checkpoint["skeleton"])
     except (KeyError, ConfigError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{source}: unusable config or skeleton ({exc})") from None

@@ -89,3 +89,21 @@ def test_load_model_accepts_names_and_yaml():
     assert load_model("ERPOSE-S-B3").config.step == "B3"
     with pytest.raises(ValueError, match="unknown model"):
         load_model("yolo11n-pose")
+
+
+def test_checkpoint_from_before_shared_keypoints_loads_with_separate_branches(tmp_path):
+    import dataclasses
+
+    from erpose.models.zoo import get_config
+
+    base = get_config("erpose-n")
+    old = build_model(dataclasses.replace(base, head=dataclasses.replace(base.head, shared_keypoints=False)))
+    save_checkpoint(tmp_path / "old.pt", old)
+    ckpt = torch.load(tmp_path / "old.pt", weights_only=True)
+    del ckpt["config"]["head"]["shared_keypoints"]  # what an older erpose wrote
+    torch.save(ckpt, tmp_path / "old.pt")
+    model = load_model(tmp_path / "old.pt")
+    assert model.head.keypoints is None and model.head.o2o.keypoints is not None
+    images = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(images), old.eval()(images))
