@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import onnxruntime as ort
     import torch
+    from ablation_data import register_presets
     from bench_latency_onnx import Pipeline, _export_peers, _load_image, _stats
     from bench_train import make_batch, measure
 
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from erpose.models.summary import model_summary
 
     torch.set_num_threads(1)
+    register_presets()  # --data may be one of the study's own presets
     table: dict[str, dict] = {}
     image, image_name = _load_image(None, np)
     with tempfile.TemporaryDirectory(prefix="erpose-arch-") as tmp:

@@ -21,6 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+#: Training sets this study adds to ``erpose.data.synth.PRESETS`` (in this process only): a
+#: learnable-in-minutes set for CPU budgets: sparse scenes of at most 3 people, 45-95 % of the
+#: image tall, rendered at 128 px.
+EXTRA_PRESETS = {"synthcrowd-easy128": dict(train=1500, val=150, imgsz=128, density="sparse", seed=0,
+                                            stature=(0.45, 0.95), max_people=3,
+                                            description="ablation: easy sparse set for CPU budgets")}
 PASTE_VAL_IMAGES = 300
 PASTE_TRAIN_IMAGES = 2000
 
@@ -32,6 +38,15 @@ class EvalSet:
     name: str
     annotations: Path
     images: Path
+
+
+def register_presets() -> None:
+    """Add ``EXTRA_PRESETS`` to the preset table, so that ``TrainConfig(data=name)`` finds them."""
+    from erpose.data.synth import PRESETS
+    from erpose.data.synth.presets import SynthPreset
+
+    for name, fields in EXTRA_PRESETS.items():
+        PRESETS.setdefault(name, SynthPreset(**fields))
 
 
 def real_data_root() -> Path:
@@ -66,6 +81,7 @@ def ensure_eval_set(name: str, data_dir: Path, workers: int = 1) -> EvalSet | No
     """
     from erpose.data.synth import PRESETS
 
+    register_presets()
     if name == "paste-real":
         coco = tiny_coco()
         if coco is None:
@@ -76,7 +92,8 @@ def ensure_eval_set(name: str, data_dir: Path, workers: int = 1) -> EvalSet | No
     elif name in PRESETS:
         preset = PRESETS[name]
         root = _render(data_dir / f"{name}-val", train=0, val=preset.val, imgsz=preset.imgsz, seed=preset.seed,
-                       preset=preset.density, workers=workers, skeleton=preset.skeleton)
+                       preset=preset.density, workers=workers, skeleton=preset.skeleton,
+                       stature=preset.stature, max_people=preset.max_people)
     else:
         raise ValueError(f"unknown evaluation set {name!r}: a SynthCrowd preset or paste-real")
     return EvalSet(name, root / "annotations" / "val.json", root / "images" / "val")
@@ -90,6 +107,7 @@ def ensure_train_data(name: str, data_dir: Path, workers: int = 1) -> tuple[str,
     """
     from erpose.data.synth import PRESETS, ensure_preset
 
+    register_presets()
     if name in PRESETS:
         return name, Path(ensure_preset(name, workers=workers))
     if name != "paste-real-train":
