@@ -123,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ablation_data import register_presets
+
+    register_presets()  # --data may be one of the study's own presets
     rows = {str(r.name): diagnose(r, args.data, args.imgsz, args.images, args.batch, args.override) for r in args.runs}
     keys = list(next(iter(rows.values())))
     print("| stat | " + " | ".join(rows) + " |\n|---|" + "---|" * len(rows))
