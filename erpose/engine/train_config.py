@@ -21,8 +21,8 @@ class TrainConfig:
 
     The defaults are the README's main command, ``erpose train`` with no arguments: ER-Pose-n on
     the small SynthCrowd preset within ten minutes of a 2-core CPU (hence 128 px, 16 epochs, a
-    batch and nominal batch of 8 -- more optimiser steps per image in a short budget -- and milder
-    scale augmentation). For real data pass at least ``--imgsz``
+    batch and nominal batch of 8 -- more optimiser steps per image in a short budget -- milder
+    scale augmentation and no mosaic, which halves people's size and slowed early learning). For real data pass at least ``--imgsz``
     and ``--epochs``, and ``optim.nominal_batch=64``.
 
     Attributes:
@@ -75,7 +75,7 @@ class TrainConfig:
     cache_images: bool = False
     save_period_steps: int = 50
     plots: bool = True
-    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(scale=0.25))
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(scale=0.25, mosaic=0.0))
     criterion: CriterionConfig | None = None
 
     def __post_init__(self) -> None:
