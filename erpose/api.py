@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +94,17 @@ class ERPose:
         from erpose.config import apply_overrides
         from erpose.engine.launch import train
         from erpose.engine.predictor import load_backend
-        from erpose.engine.train_config import TrainConfig
+        from erpose.engine.train_config import TrainConfig, with_step_criterion
 
         self._require_torch("training")
         resume = overrides.pop("resume", None)
         progress = bool(overrides.pop("progress", True))
         overrides.setdefault("model", self.weights)
         overrides.setdefault("device", self.device)
-        config = apply_overrides(TrainConfig(), overrides, "ERPose.train")
+        config = replace(TrainConfig(), model=overrides["model"])
+        if any(key.startswith("criterion.") for key in overrides):
+            config = with_step_criterion(config)
+        config = apply_overrides(config, overrides, "ERPose.train")
         result = train(config, resume=resume, progress=progress)
         best = Path(result.run_dir) / "weights" / "best.pt"
         if best.is_file():

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace):
     """The resolved ``TrainConfig`` (defaults < --cfg < flags < key=value overrides)."""
     from erpose.config import ConfigError, apply_overrides, load_yaml
-    from erpose.engine.train_config import TrainConfig
+    from erpose.engine.train_config import TrainConfig, with_step_criterion
 
     try:
         config = load_yaml(TrainConfig, args.cfg) if args.cfg else TrainConfig()
@@ -57,6 +57,8 @@ def build_config(args: argparse.Namespace):
             flags["exist_ok"] = True
         config = replace(config, **flags)
         if args.overrides:
+            if any(item.startswith("criterion.") for item in args.overrides):
+                config = with_step_criterion(config)
             config = apply_overrides(config, list(args.overrides))
     except ConfigError as exc:
         raise CLIError(str(exc)) from None

@@ -87,3 +87,26 @@ class TrainConfig:
             raise ConfigError(f"epochs and batch must be positive, got {self.epochs}, {self.batch}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+def model_step(model: str) -> str:
+    """The ablation step (``B0``..``B5``) of a zoo name, model ``.yaml`` or checkpoint path."""
+    if str(model).endswith(".pt"):
+        from erpose.models.checkpoint import load_checkpoint
+
+        return str(load_checkpoint(model)["config"]["step"])
+    from erpose.models.zoo import get_config
+
+    return get_config(model).step
+
+
+def with_step_criterion(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``criterion`` filled in from the model's step when it is None, so that
+    ``criterion.loss.kpt=10``-style overrides have the step's defaults to start from."""
+    if config.criterion is not None:
+        return config
+    from dataclasses import replace
+
+    from erpose.models.criterion import default_criterion_config
+
+    return replace(config, criterion=default_criterion_config(model_step(config.model)))

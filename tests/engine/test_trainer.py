@@ -61,6 +61,21 @@ def test_cli_precedence_defaults_cfg_flags_overrides(tmp_path: Path) -> None:
     assert config.optim.optimizer == "sgd" and config.augment.mosaic == 0.5
 
 
+def test_criterion_overrides_start_from_the_model_steps_defaults() -> None:
+    from erpose.cli.main import build_parser
+    from erpose.cli.train import build_config
+    from erpose.models.criterion import default_criterion_config
+
+    for model, step in (("erpose-n", "B5"), ("yolopose-n", "B0")):
+        args = build_parser().parse_args(["train", "--model", model, "criterion.loss.kpt=10"])
+        config = build_config(args)
+        expected = default_criterion_config(step)
+        assert config.criterion.loss.kpt == 10.0
+        assert config.criterion.assign == expected.assign
+        assert config.criterion.loss.kpt_loss == expected.loss.kpt_loss
+    assert build_config(build_parser().parse_args(["train"])).criterion is None
+
+
 def test_run_dir_auto_increments(tmp_path: Path) -> None:
     assert increment_run_dir(tmp_path, "exp") == tmp_path / "exp"
     (tmp_path / "exp").mkdir()
