@@ -115,7 +115,13 @@ def default_criterion_config(step: str) -> CriterionConfig:
 
     B0 box TAL + CIoU/DFL + plain keypoint loss with A = box area; B1 OKS metric inside the GT
     box; B2 = B1 (the ER head is a model change); B3 keypoint candidates + level gate; B4 smooth
-    OKS loss with the annotation area; B5 = B4 (the o2o branch comes from the head output).
+    OKS loss with the annotation area; B5 = B3's criterion plus the o2o branch (from the head).
+
+    B5 keeps the plain keypoint loss because the ablation measured it better: B3 beat B4 (AP 0.025
+    vs 0.017 on synthcrowd-easy128), and the main command reached AP 0.050 / AP50 0.145 with the
+    plain loss against 0.032 / 0.118 with the smooth one. The smooth loss's linear tail made the
+    keypoint gradient 20-30x the score gradient, so the scores ranked poses poorly
+    (docs/BENCHMARKS.md). ``criterion.loss.kpt_loss=smooth criterion.loss.kpt_area=area`` restores it.
 
     Raises:
         ValueError: ``step`` is not one of ``STEPS``.
@@ -128,7 +134,7 @@ def default_criterion_config(step: str) -> CriterionConfig:
         return CriterionConfig(replace(in_box, metric="box_iou"), baseline_loss)
     if step in ("B1", "B2"):
         return CriterionConfig(in_box, baseline_loss)
-    if step == "B3":
+    if step in ("B3", "B5"):
         return CriterionConfig(AssignConfig(), baseline_loss)
     return CriterionConfig(AssignConfig(), LossConfig())
 

@@ -71,7 +71,7 @@ def test_default_configs_follow_the_ablation_table():
     assert b2 == b1
     assert (b3.assign.candidates, b3.assign.level_gate, b3.loss.kpt_loss) == ("keypoints", True, "plain")
     assert (b4.loss.kpt_loss, b4.loss.kpt_area) == ("smooth", "area")
-    assert b5 == b4 and b5 == CriterionConfig()
+    assert b4 == CriterionConfig() and b5 == b3  # ER-Pose keeps the plain loss (ablation, docs)
     assert (b5.assign.alpha, b5.assign.beta, b5.assign.topk) == (0.5, 6.0, 10)
     with pytest.raises(ValueError, match="B0"):
         default_criterion_config("B9")
@@ -185,3 +185,11 @@ def test_batch_without_persons_is_finite_and_connected():
     assert torch.isfinite(total) and items["kpt"] == 0 and items["score"] > 0
     total.backward()
     assert output.o2m.keypoints.grad is not None  # graph stays connected (DDP needs every parameter)
+
+
+def test_step_mapping_er_pose_keeps_the_plain_loss():
+    # The ablation chose the plain loss for ER-Pose (B5); B4 is the smooth-loss step.
+    b3, b4, b5 = (default_criterion_config(step) for step in ("B3", "B4", "B5"))
+    assert b5 == b3 and (b5.loss.kpt_loss, b5.loss.kpt_area) == ("plain", "box")
+    assert (b4.loss.kpt_loss, b4.loss.kpt_area) == ("smooth", "area") and b4.assign == b5.assign
+    assert default_criterion_config("B0").assign.metric == "box_iou"
