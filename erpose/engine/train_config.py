@@ -20,7 +20,7 @@ class TrainConfig:
     """One training run.
 
     The defaults are the README's main command, ``erpose train`` with no arguments: ER-Pose-n on
-    the small SynthCrowd preset within ten minutes of a 2-core CPU (hence 128 px, 16 epochs, a
+    the small SynthCrowd preset within ten minutes of a 2-core CPU (hence 128 px, 12 epochs, a
     batch and nominal batch of 8 -- more optimiser steps per image in a short budget -- milder
     scale augmentation and no mosaic, which halves people's size and slowed early learning). For real data pass at least ``--imgsz``
     and ``--epochs``, and ``optim.nominal_batch=64``.
@@ -56,7 +56,7 @@ class TrainConfig:
     model: str = "erpose-n"
     data: str = "synthcrowd-train"
     imgsz: int = 128
-    epochs: int = 16
+    epochs: int = 12
     batch: int = 8
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(warmup_epochs=1.0, nominal_batch=8))
     ema_decay: float = 0.9999
