@@ -16,6 +16,7 @@ import numpy as np
 from erpose.cli.main import CLIError
 from erpose.engine.results import KEYPOINT_CONF_THRESHOLD, Results
 from erpose.engine.sources import Source, is_video_path, open_source, video_fps
+from erpose.files import atomic_write_text, increment_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="exp", help="run folder name (exp, exp2, ... when taken)")
     parser.add_argument("--exist-ok", action="store_true", help="reuse --project/--name if it exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def next_run_dir(project: str | os.PathLike, name: str, exist_ok: bool = False) -> Path:
-    """``project/name``, or ``name2``, ``name3``, ... when taken; created. Reused when ``exist_ok``."""
-    base = Path(project) / name
-    path, n = base, 1
-    while path.exists() and not exist_ok:
-        n += 1
-        path = base.with_name(f"{name}{n}")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _atomic_imwrite(path: Path, image: np.ndarray) -> None:
@@ -97,7 +81,7 @@ class _Outputs:
                 _atomic_imwrite(self.run_dir / f"{stem}{suffix}", drawn)
         if self.args.save_txt:
             lines = res.to_yolo_txt()
-            _atomic_write_text(self.run_dir / "labels" / f"{frame_stem}.txt", "".join(f"{x}\n" for x in lines))
+            atomic_write_text(self.run_dir / "labels" / f"{frame_stem}.txt", "".join(f"{x}\n" for x in lines))
         if self.args.save_json:
             image_id = int(Path(res.path).stem) if self.numeric_ids else len(self.image_ids)
             self.image_ids.append({"id": image_id, "file": res.path, "frame": res.frame_index})
@@ -122,9 +106,9 @@ class _Outputs:
             os.replace(tmp, final)
         self.videos.clear()
         if self.args.save_json:
-            _atomic_write_text(self.run_dir / "predictions.json", json.dumps(self.detections))
+            atomic_write_text(self.run_dir / "predictions.json", json.dumps(self.detections))
             if not self.numeric_ids:
-                _atomic_write_text(self.run_dir / "image_ids.json", json.dumps(self.image_ids, indent=1))
+                atomic_write_text(self.run_dir / "image_ids.json", json.dumps(self.image_ids, indent=1))
 
 
 def _numeric_stems(source: Source) -> bool:
@@ -146,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
                           device=args.device, batch_size=args.batch, nms=args.nms, half=args.half)
     if not (args.save or args.save_json or args.save_txt):
         log.warning("nothing will be saved (--no-save without --save-json or --save-txt)")
-    run_dir = next_run_dir(args.project, args.name, args.exist_ok)
+    run_dir = increment_run_dir(args.project, args.name, args.exist_ok)
+    run_dir.mkdir(parents=True, exist_ok=True)
     outputs = _Outputs(args, run_dir, source)
     frames, people = 0, 0
     start = time.perf_counter()

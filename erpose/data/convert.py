@@ -12,7 +12,6 @@ YOLO-pose -> COCO writes a COCO keypoint GT file that evaluation can use: ``area
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -25,6 +24,7 @@ import yaml
 from erpose.data.coco import read_coco
 from erpose.data.source import DatasetSource, keypoint_boxes
 from erpose.data.yolo_pose import read_yolo_pose
+from erpose.files import atomic_write_json, atomic_write_text
 from erpose.skeleton import Skeleton
 
 logger = logging.getLogger("erpose.data")
@@ -85,19 +85,10 @@ def source_to_coco_dict(source: DatasetSource) -> dict:
             "images": images, "annotations": annotations, "categories": [category]}
 
 
-def write_json_atomic(data: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
-
-
 def yolo_to_coco(data_yaml: str | Path, split: str, out_json: str | Path) -> DatasetSource:
     """Convert one split of a YOLO-pose dataset to a COCO keypoint JSON; returns the source read."""
     source = read_yolo_pose(data_yaml, split)
-    write_json_atomic(source_to_coco_dict(source), out_json)
+    atomic_write_json(source_to_coco_dict(source), out_json)
     logger.info("wrote %s (%d images, %d persons)", out_json, source.report.images, source.report.persons)
     return source
 
@@ -139,7 +130,7 @@ def coco_to_yolo(
         crowd = sample.extra.get("ignore_iscrowd", np.ones(len(anns.ignore_boxes), bool))
         text = _label_lines(anns, sample.width, sample.height)
         text += _ignore_lines(anns.ignore_boxes[~crowd], anns.num_keypoints, sample.width, sample.height)
-        _write_text_atomic(label, text)
+        atomic_write_text(label, text)
         dropped += int(crowd.sum())
         _place_image(Path(sample.image_path), image_out / name, images)
     if dropped:
@@ -186,7 +177,7 @@ def _write_data_yaml(out: Path, split: str, source: DatasetSource) -> Path:
         "kpt_names": {0: list(skeleton.keypoint_names)},
         "kpt_oks_sigmas": [float(s) for s in skeleton.sigmas],
     })
-    _write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
     return path
 
 
@@ -202,12 +193,6 @@ def _place_image(src: Path, dst: Path, mode: ImageMode) -> None:
         shutil.copy2(src, dst)
     else:
         raise ValueError(f"images must be 'symlink', 'copy' or 'none', got {mode!r}")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _relative(path: str, root: Path | None) -> str:

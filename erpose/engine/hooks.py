@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from erpose.engine import distributed
-from erpose.engine.atomic import atomic_copy, atomic_write_bytes
 from erpose.engine.ema import ModelEMA
 from erpose.engine.optim import OptimConfig, apply_schedule, scheduled_values
 from erpose.engine.report_hooks import CSVLoggerHook, PlotsHook, ProgressHook
 from erpose.engine.trainer import HookBase
+from erpose.files import atomic_copy, atomic_write_bytes
 
 __all__ = [
     "CSVLoggerHook", "CheckpointHook", "DataEpochHook", "EMAHook", "EarlyStopHook", "EvalHook", "HookBase",

@@ -10,7 +10,6 @@ import copy
 import logging
 import os
 import random
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from erpose.engine.hooks import ModelEMA, PlotsHook, build_hooks
 from erpose.engine.optim import build_optimizer, resolve_optimizer
 from erpose.engine.train_config import TrainConfig
 from erpose.engine.trainer import Trainer
+from erpose.files import increment_run_dir
 
 LOGGER = logging.getLogger(__name__)
 
@@ -45,18 +45,6 @@ class TrainResult:
     best_epoch: int = 0
     epochs_run: int = 0
     files: list[Path] = field(default_factory=list)
-
-
-def increment_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
-    """``project/name``, or the first free ``project/name2``, ``name3``... unless ``exist_ok``."""
-    base = Path(project) / name
-    if exist_ok or not base.exists():
-        return base
-    stem = re.sub(r"\d+$", "", name) or name
-    n = 2
-    while (Path(project) / f"{stem}{n}").exists():
-        n += 1
-    return Path(project) / f"{stem}{n}"
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -203,7 +191,7 @@ def strip_train_state(path: Path) -> None:
     """Drop the resume state from a finished run's checkpoint (about 6x smaller; the model stays)."""
     import io
 
-    from erpose.engine.atomic import atomic_write_bytes
+    from erpose.files import atomic_write_bytes
     from erpose.models.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(path)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from erpose.engine import distributed
-from erpose.engine.atomic import atomic_write_bytes
 from erpose.engine.trainer import HookBase
+from erpose.files import atomic_write_bytes
 
 LOGGER = logging.getLogger("erpose.engine.hooks")
 

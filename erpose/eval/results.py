@@ -8,14 +8,13 @@ the detection area from the keypoint extent, as they do for keypoint-only result
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from erpose.eval.coco import EvaluationError
+from erpose.files import atomic_write_json
 
 #: Decimals written: 1/100 px is far below any OKS tolerance, and scores keep 5 digits so ranking
 #: is unchanged in practice; the same rounded values are evaluated and saved, so re-evaluating a
@@ -92,28 +91,14 @@ def predictions_to_results(
     return results
 
 
-def _write_json_atomic(data, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(data, stream)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_results(results: list[dict], path: str | Path) -> Path:
     """Write COCO results as a JSON list, atomically (temporary file + rename)."""
-    return _write_json_atomic(results, path)
+    return atomic_write_json(results, path)
 
 
 def save_metrics(metrics: dict, path: str | Path) -> Path:
     """Write a metrics dict as JSON, atomically."""
-    return _write_json_atomic(metrics, path)
+    return atomic_write_json(metrics, path)
 
 
 def load_results(path: str | Path) -> list[dict]:

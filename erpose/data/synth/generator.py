@@ -24,6 +24,7 @@ from erpose.data.synth import writers
 from erpose.data.synth.figures import SKELETON_JOINTS
 from erpose.data.synth.paste import PasteBank
 from erpose.data.synth.scene import DENSITIES, render_scene
+from erpose.files import atomic_write_text
 from erpose.skeleton import get_skeleton
 
 logger = logging.getLogger(__name__)
@@ -215,9 +216,9 @@ def generate(out_dir: str | Path, *, train: int, val: int, imgsz: int = 320, see
         labels = {split: [r for (s, _), r in zip(tasks, results) if s == k] for k, split in enumerate(SPLITS)}
         for split in SPLITS:
             _write_split(tmp, split, labels[split], sk, info)
-        writers.write_text(tmp / "data.yaml", writers.data_yaml(out, sk))
+        atomic_write_text(tmp / "data.yaml", writers.data_yaml(out, sk))
         meta = {**info, "train": train, "val": val, "statistics": _statistics(labels)}
-        writers.write_text(tmp / META_FILE, json.dumps(meta, indent=1))
+        atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=1))
         return _publish(tmp, out, replace)
     finally:
         if tmp.exists():

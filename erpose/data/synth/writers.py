@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from erpose.files import atomic_write_text
 from erpose.skeleton import Skeleton
 
 
@@ -119,13 +119,6 @@ def data_yaml(root: Path, skeleton: Skeleton) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write atomically: a temporary file next to ``path``, then os.replace."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def dump_json(path: Path, doc: dict) -> None:
     """Deterministic compact JSON (key order as built, no spaces), written atomically."""
-    write_text(path, json.dumps(doc, separators=(",", ":")))
+    atomic_write_text(path, json.dumps(doc, separators=(",", ":")))
