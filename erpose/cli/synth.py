@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--out", required=True, help="output dataset folder (replaced whole if it is a dataset)")
     parser.add_argument("--name", default=None, choices=sorted(PRESETS),
-                        help="a named preset: sets train/val/imgsz/preset/seed (explicit flags still win)")
+                        help="a named preset: sets train/val/imgsz/preset/seed/stature/max-people (explicit flags still win)")
     parser.add_argument("--train", type=int, default=None, help="training images (default 2000)")
     parser.add_argument("--val", type=int, default=None, help="validation images (default 500)")
     parser.add_argument("--imgsz", type=int, default=None, help="square image side in px (default 320, >= 64)")
@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skeleton", default=None, choices=["coco17", "crowdpose14"], help="default coco17")
     parser.add_argument("--paste-from", nargs=2, default=None, metavar=("COCO_JSON", "IMAGE_DIR"),
                         help="paste real people cut along their segmentation polygons instead of drawn figures")
+    parser.add_argument("--stature", nargs=2, type=float, default=None, metavar=("LOW", "HIGH"),
+                        help="person heights as fractions of the image side (default 16 px .. 0.9)")
+    parser.add_argument("--max-people", type=int, default=None, help="people per image at most (default 40)")
     parser.add_argument("--png", action="store_true", help="write PNG instead of JPEG (quality 95)")
 
 
@@ -42,6 +45,8 @@ def _resolve(args: argparse.Namespace) -> dict:
         "train": pick(args.train, "train", 2000), "val": pick(args.val, "val", 500),
         "imgsz": pick(args.imgsz, "imgsz", 320), "seed": pick(args.seed, "seed", 0),
         "preset": pick(args.preset, "density", "mixed"), "skeleton": pick(args.skeleton, "skeleton", "coco17"),
+        "stature": tuple(args.stature) if args.stature is not None else pick(None, "stature", None),
+        "max_people": pick(args.max_people, "max_people", None),
     }
 
 

@@ -151,6 +151,21 @@ def test_cli_generates_and_summarises(tmp_path, capsys):
     assert len(list((tmp_path / "o" / "images" / "train").iterdir())) == 4
 
 
+def test_cli_stature_and_max_people_and_preset_inheritance(tmp_path, monkeypatch):
+    import dataclasses
+
+    assert main(["synth", "--out", str(tmp_path / "o"), "--train", "6", "--val", "0", "--imgsz", "96",
+                 "--preset", "crowd", "--stature", "0.5", "0.9", "--max-people", "2", "--workers", "1"]) == 0
+    meta = json.loads((tmp_path / "o" / "synth.json").read_text())
+    assert meta["stature"] == [0.5, 0.9] and meta["max_people"] == 2
+    # A named preset passes on its own bounds; explicit flags win over them.
+    monkeypatch.setitem(PRESETS, "tiny-big", dataclasses.replace(PRESETS["tiny"], stature=(0.4, 0.8), max_people=3))
+    assert main(["synth", "--out", str(tmp_path / "p"), "--name", "tiny-big", "--train", "2", "--val", "0",
+                 "--max-people", "1", "--workers", "1"]) == 0
+    meta = json.loads((tmp_path / "p" / "synth.json").read_text())
+    assert meta["stature"] == [0.4, 0.8] and meta["max_people"] == 1
+
+
 def test_presets_and_cache(tmp_path, monkeypatch):
     assert {"tiny", "synthcrowd-s", "synthcrowd-crowd", "synthcrowd-train"} <= set(PRESETS)
     assert (PRESETS["synthcrowd-s"].train, PRESETS["synthcrowd-s"].val, PRESETS["synthcrowd-s"].imgsz) == (2000, 500, 320)
