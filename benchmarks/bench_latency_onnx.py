@@ -161,7 +161,8 @@ def _load_image(path: str | None, np):
     return np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8), "random 480x640"
 
 
-def _export_erpose(out: Path, imgsz: int, max_det: int) -> dict[str, Path]:
+def _export_erpose(out: Path, imgsz: int, max_det: int, extra: list[str]) -> dict[str, tuple[Path, str]]:
+    """{label: (ONNX path, pipeline kind)} for erpose-n, yolopose-n and each ``--extra`` model."""
     import torch
 
     from erpose.export.onnx import OnnxExportConfig, export_onnx
@@ -169,9 +170,12 @@ def _export_erpose(out: Path, imgsz: int, max_det: int) -> dict[str, Path]:
 
     torch.manual_seed(0)
     files = {}
-    for name in ("erpose-n", "yolopose-n"):
-        files[name] = export_onnx(load_model(name), out / f"{name}.onnx",
-                                  OnnxExportConfig(imgsz=imgsz, max_det=max_det), model_name=name)
+    for name in ("erpose-n", "yolopose-n", *extra):
+        model = load_model(name)
+        label = Path(name).stem if name.endswith((".yaml", ".yml", ".pt")) else name
+        kind = "erpose" if model.config.head.kind == "er" and model.config.head.o2o else "baseline"
+        files[label] = (export_onnx(model, out / f"{label}.onnx", OnnxExportConfig(imgsz=imgsz, max_det=max_det),
+                                    model_name=label), kind)
     return files
 
 
@@ -210,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ultra-python", default=os.environ.get("ERPOSE_ULTRA_PYTHON", DEFAULT_ULTRA_PYTHON),
                         help="python of a venv with ultralytics (skipped when missing)")
     parser.add_argument("--no-peers", action="store_true", help="time the erpose models only")
+    parser.add_argument("--extra", action="append", default=[], metavar="MODEL",
+                        help="also time this zoo name, model YAML or checkpoint (repeatable)")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--export-ultralytics", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -224,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     image, image_name = _load_image(args.image, np)
     with tempfile.TemporaryDirectory(prefix="erpose-bench-") as tmp:
         out = Path(tmp)
-        pipelines = [Pipeline(n, p, "erpose" if n == "erpose-n" else "baseline", args.threads, args.conf,
-                              args.max_det) for n, p in _export_erpose(out, args.imgsz, args.max_det).items()]
+        pipelines = [Pipeline(n, p, kind, args.threads, args.conf, args.max_det)
+                     for n, (p, kind) in _export_erpose(out, args.imgsz, args.max_det, args.extra).items()]
         if not args.no_peers and Path(args.ultra_python).is_file():
             for name, info in _export_peers(args.ultra_python, out, args.imgsz, args.max_det).items():
                 pipeline = Pipeline(name, Path(info["path"]), "yolo11" if "11" in name else "yolo26",

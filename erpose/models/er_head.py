@@ -16,7 +16,7 @@ from torch import nn
 
 from erpose.geometry.anchors import make_anchor_points
 from erpose.geometry.decode import decode_keypoints, pack_poses, select_topk
-from erpose.models.blocks import Conv, light_score_branch, make_divisible, score_prior_bias
+from erpose.models.blocks import Conv, depthwise_conv, light_score_branch, make_divisible, score_prior_bias
 from erpose.models.outputs import BranchOutput, HeadOutput
 
 
@@ -33,12 +33,19 @@ def default_er_widths(first_channels: int, num_keypoints: int) -> tuple[int, int
 
 
 class KeypointBranch(nn.Module):
-    """Two 3x3 ``Conv``s, then 1x1 convs to 2K offsets and K visibility logits."""
+    """Two 3x3 ``Conv``s (or, ``separable``, two depth-wise 3x3 + point-wise 1x1 pairs), then
+    1x1 convs to 2K offsets and K visibility logits."""
 
-    def __init__(self, in_channels: int, width: int, num_keypoints: int) -> None:
+    def __init__(self, in_channels: int, width: int, num_keypoints: int, separable: bool = False) -> None:
         super().__init__()
         self.num_keypoints = num_keypoints
-        self.convs = nn.Sequential(Conv(in_channels, width, 3), Conv(width, width, 3))
+        if separable:
+            self.convs = nn.Sequential(
+                depthwise_conv(in_channels, in_channels, 3), Conv(in_channels, width, 1),
+                depthwise_conv(width, width, 3), Conv(width, width, 1),
+            )
+        else:
+            self.convs = nn.Sequential(Conv(in_channels, width, 3), Conv(width, width, 3))
         self.offsets = nn.Conv2d(width, 2 * num_keypoints, 1)
         self.visibility = nn.Conv2d(width, num_keypoints, 1)
 
@@ -51,8 +58,9 @@ class KeypointBranch(nn.Module):
         return offsets, visibility
 
 
-def keypoint_branches(in_channels: tuple[int, ...], width: int, num_keypoints: int) -> nn.ModuleList:
-    return nn.ModuleList(KeypointBranch(c, width, num_keypoints) for c in in_channels)
+def keypoint_branches(in_channels: tuple[int, ...], width: int, num_keypoints: int,
+                      separable: bool = False) -> nn.ModuleList:
+    return nn.ModuleList(KeypointBranch(c, width, num_keypoints, separable) for c in in_channels)
 
 
 def run_keypoint_branches(
@@ -75,10 +83,12 @@ class ERBranches(nn.Module):
         score_width: int,
         keypoint_width: int,
         score_prior: float,
+        keypoint_separable: bool = False,
     ) -> None:
         super().__init__()
         self.scores = nn.ModuleList(light_score_branch(c, score_width) for c in in_channels)
-        self.keypoints = keypoint_branches(in_channels, keypoint_width, num_keypoints) if keypoint_width else None
+        self.keypoints = (keypoint_branches(in_channels, keypoint_width, num_keypoints, keypoint_separable)
+                          if keypoint_width else None)
         with torch.no_grad():
             for branch, stride in zip(self.scores, strides):
                 branch[-1].bias.fill_(score_prior_bias(stride, score_prior))
@@ -111,6 +121,8 @@ class ERHead(nn.Module):
             branch is duplicated. Both copies regress the same keypoints (o2o's positive is one of
             o2m's top-k); what differs is which anchor fires, which is the score's job. The
             inference graph is the same size either way; training skips a second keypoint branch.
+        keypoint_separable: depth-wise-separable keypoint convs (a fraction of the FLOPs; see
+            ``KeypointBranch``).
 
     Forward (``features``: ``{stride: (B, C, H, W)}``):
         training: ``HeadOutput`` (o2m, plus o2o when on).
@@ -131,6 +143,7 @@ class ERHead(nn.Module):
         score_prior: float = 0.0,
         max_det: int = 100,
         shared_keypoints: bool = False,
+        keypoint_separable: bool = False,
     ) -> None:
         super().__init__()
         auto_score, auto_keypoint = default_er_widths(in_channels[0], num_keypoints)
@@ -142,11 +155,12 @@ class ERHead(nn.Module):
         self.max_det = max_det
         shared = o2o and shared_keypoints
         self.keypoints: nn.ModuleList | None = (
-            keypoint_branches(tuple(in_channels), self.keypoint_width, num_keypoints) if shared else None
+            keypoint_branches(tuple(in_channels), self.keypoint_width, num_keypoints, keypoint_separable)
+            if shared else None
         )
         self.o2m: ERBranches | None = ERBranches(
             tuple(in_channels), self.strides, num_keypoints, self.score_width,
-            0 if shared else self.keypoint_width, score_prior,
+            0 if shared else self.keypoint_width, score_prior, keypoint_separable,
         )
         self.o2o: ERBranches | None = copy.deepcopy(self.o2m) if o2o else None
 

@@ -49,6 +49,7 @@ class HeadConfig:
         o2o_detach: the o2o copy sees detached features in training (YOLOv10 style).
         shared_keypoints: ER with o2o: one keypoint branch for both copies, only the score branch
             is duplicated (same inference graph, cheaper training; see ``ERHead``).
+        keypoint_separable: ER only: depth-wise-separable keypoint convs instead of full 3x3 ones.
         score_prior: prior probability for the score bias; 0 picks the YOLO rule
             (about 5 persons per 640 x 640 image).
         max_det: persons per image of the NMS-free eval output.
@@ -63,6 +64,7 @@ class HeadConfig:
     box_width: int = 0
     o2o_detach: bool = True
     shared_keypoints: bool = True
+    keypoint_separable: bool = False
     score_prior: float = 0.0
     max_det: int = 100
 
@@ -167,7 +169,7 @@ def build_model(
         head = ERHead(
             in_channels, strides, k, o2o=h.o2o, o2o_detach=h.o2o_detach, score_width=h.score_width,
             keypoint_width=h.keypoint_width, score_prior=h.score_prior, max_det=h.max_det,
-            shared_keypoints=h.shared_keypoints,
+            shared_keypoints=h.shared_keypoints, keypoint_separable=h.keypoint_separable,
         )
     else:
         head = YOLOPoseHead(

@@ -28,13 +28,26 @@ PARITY_CASES = [
     ("erpose-m", 64, COCO17),
     ("erpose-l", 64, COCO17),
     ("erpose-x", 64, COCO17),
+    ("erpose-n-separable", 64, COCO17),  # depth-wise-separable keypoint branch
 ]
+
+
+def _build(name: str, skeleton):
+    if name == "erpose-n-separable":
+        import dataclasses
+
+        from erpose.models.zoo import get_config
+
+        config = get_config("erpose-n")
+        return build_model(dataclasses.replace(config, head=dataclasses.replace(config.head, keypoint_separable=True)),
+                           skeleton)
+    return build_model(name, skeleton)
 
 
 @pytest.mark.parametrize(("name", "size", "skeleton"), PARITY_CASES, ids=[f"{n}-{s}" for n, s, _ in PARITY_CASES])
 def test_onnx_matches_pytorch_with_dynamic_batch(name, size, skeleton, tmp_path):
     images = _images(3, size)
-    model = make_realistic(build_model(name, skeleton), images)
+    model = make_realistic(_build(name, skeleton), images)
     with torch.no_grad():
         expected = model(images).numpy()
     path = export_onnx(model, tmp_path / f"{name}.onnx", OnnxExportConfig(imgsz=size, dynamic_batch=True))

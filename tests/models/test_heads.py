@@ -7,6 +7,7 @@ from erpose.geometry.anchors import make_anchor_points
 from erpose.models import build_model, model_summary
 from erpose.models.er_head import ERHead
 from erpose.models.yolopose_head import YOLOPoseHead
+from erpose.models.zoo import get_config
 
 STRIDES = (8, 16, 32)
 
@@ -135,3 +136,24 @@ def test_shared_keypoint_branch_serves_both_copies():
     # The inference graph is the same size as with separate copies.
     separate.deploy()
     assert count(shared) == count(separate)
+
+
+def test_separable_keypoint_branch_is_lighter_and_keeps_the_output_layout():
+    from erpose.models.er_head import KeypointBranch
+
+    full = KeypointBranch(64, 80, 17)
+    separable = KeypointBranch(64, 80, 17, separable=True)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(separable) < count(full) / 4
+    # Depth-wise 3x3 then point-wise 1x1, twice: the receptive field of two 3x3 convs is kept.
+    groups = [m.conv.groups for m in separable.convs]
+    assert groups == [64, 1, 80, 1]
+    x = torch.randn(2, 64, 5, 7)
+    for branch in (full, separable):
+        offsets, visibility = branch(x)
+        assert offsets.shape == (2, 35, 17, 2) and visibility.shape == (2, 35, 17)
+    import dataclasses
+
+    config = get_config("erpose-n")
+    sep = build_model(dataclasses.replace(config, head=dataclasses.replace(config.head, keypoint_separable=True)))
+    assert model_summary(sep, 640).gflops < model_summary(build_model(config), 640).gflops - 1.0
