@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stature", nargs=2, type=float, default=None, metavar=("LOW", "HIGH"),
                         help="person heights as fractions of the image side (default 16 px .. 0.9)")
     parser.add_argument("--max-people", type=int, default=None, help="people per image at most (default 40)")
+    parser.add_argument("--clutter", type=float, default=None,
+                        help="occluders, distractors and background shapes drawn, 0..1 (default 1: all)")
     parser.add_argument("--png", action="store_true", help="write PNG instead of JPEG (quality 95)")
 
 
@@ -47,6 +49,7 @@ def _resolve(args: argparse.Namespace) -> dict:
         "preset": pick(args.preset, "density", "mixed"), "skeleton": pick(args.skeleton, "skeleton", "coco17"),
         "stature": tuple(args.stature) if args.stature is not None else pick(None, "stature", None),
         "max_people": pick(args.max_people, "max_people", None),
+        "clutter": pick(args.clutter, "clutter", 1.0),
     }
 
 

@@ -238,3 +238,20 @@ def test_paste_from_without_segmentation_is_refused(tmp_path):
     with pytest.raises(ValueError, match="coco17"):
         generate(tmp_path / "o", train=1, val=1, imgsz=96, skeleton="crowdpose14",
                  paste_from=(str(tmp_path / "a.json"), str(tmp_path)))
+
+
+def test_clutter_zero_draws_people_on_a_plain_background(tmp_path):
+    from erpose.data.synth.scene import render_scene
+
+    full = render_scene(np.random.default_rng(3), 128, "sparse", max_people=2)
+    clean = render_scene(np.random.default_rng(3), 128, "sparse", max_people=2, clutter=0.0)
+    # No occluders or distractors: every non-person pixel is background in the owner map.
+    from erpose.data.synth.scene import BACKGROUND
+
+    assert set(np.unique(clean.owner)) <= {BACKGROUND, *range(len(clean.keypoints))}
+    assert len(set(np.unique(full.owner)) - {BACKGROUND, *range(len(full.keypoints))}) > 0
+    with pytest.raises(ValueError, match="clutter"):
+        synth_generator.generate(tmp_path / "c", train=1, val=0, imgsz=128, clutter=1.5)
+    assert main(["synth", "--out", str(tmp_path / "o"), "--train", "2", "--val", "0", "--imgsz", "96",
+                 "--clutter", "0", "--workers", "1"]) == 0
+    assert json.loads((tmp_path / "o" / "synth.json").read_text())["clutter"] == 0.0

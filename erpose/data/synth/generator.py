@@ -54,7 +54,7 @@ def _render_one(task: tuple[int, int]) -> dict:
     cfg = _worker
     rng = np.random.default_rng(np.random.SeedSequence([cfg["seed"], split_id, index]))
     scene = render_scene(rng, cfg["imgsz"], cfg["density"], cfg["skeleton"], cfg["bank"],
-                         cfg.get("stature"), cfg.get("max_people"))
+                         cfg.get("stature"), cfg.get("max_people"), cfg.get("clutter", 1.0))
     split = SPLITS[split_id]
     stem = f"{index:06d}"
     root = Path(cfg["root"])
@@ -154,7 +154,7 @@ def generate(out_dir: str | Path, *, train: int, val: int, imgsz: int = 320, see
              preset: str = "mixed", workers: int = 1, skeleton: str = "coco17",
              paste_from: tuple[str, str] | None = None, progress: bool = False,
              image_format: str = "jpg", replace: bool = True, stature: tuple[float, float] | None = None,
-             max_people: int | None = None) -> Path:
+             max_people: int | None = None, clutter: float = 1.0) -> Path:
     """Generate a SynthCrowd dataset.
 
     Layout written under ``out_dir``: ``data.yaml`` (YOLO-pose), ``images/{train,val}/*.jpg``,
@@ -175,6 +175,7 @@ def generate(out_dir: str | Path, *, train: int, val: int, imgsz: int = 320, see
         replace: when False and ``out_dir`` already holds a dataset, keep it (used by ensure_preset).
         stature: (low, high) person heights as fractions of ``imgsz`` (default 16 px .. 0.9).
         max_people: at most this many people per image (default 40).
+        clutter: occluders, distractors and background shapes drawn, 0..1 (default 1: all).
 
     Returns:
         the dataset root.
@@ -188,6 +189,8 @@ def generate(out_dir: str | Path, *, train: int, val: int, imgsz: int = 320, see
         raise ValueError(f"stature must be (low, high) fractions of imgsz with 0 <= low < high <= 1.5, got {stature}")
     if max_people is not None and max_people < 1:
         raise ValueError(f"max_people must be >= 1, got {max_people}")
+    if not 0.0 <= clutter <= 1.0:
+        raise ValueError(f"clutter must be in [0, 1], got {clutter}")
     if image_format not in ("jpg", "png"):
         raise ValueError(f"image_format must be jpg or png, got {image_format!r}")
     out = Path(out_dir).expanduser().absolute()
@@ -202,10 +205,10 @@ def generate(out_dir: str | Path, *, train: int, val: int, imgsz: int = 320, see
     info = {"description": "SynthCrowd synthetic crowded people (erpose)", "generator_version": GENERATOR_VERSION,
             "seed": seed, "preset": preset, "imgsz": imgsz, "skeleton": skeleton,
             "paste_from": list(paste) if paste else None,
-            "stature": list(stature) if stature else None, "max_people": max_people}
+            "stature": list(stature) if stature else None, "max_people": max_people, "clutter": clutter}
     config = {"root": str(tmp), "seed": seed, "imgsz": imgsz, "density": preset, "skeleton": skeleton,
               "image_format": image_format, "paste_from": paste,
-              "stature": tuple(stature) if stature else None, "max_people": max_people}
+              "stature": tuple(stature) if stature else None, "max_people": max_people, "clutter": clutter}
     try:
         for sub in ("images", "labels"):
             for split in SPLITS:

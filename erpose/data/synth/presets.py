@@ -25,6 +25,7 @@ class SynthPreset:
         description: one line for docs and ``--help``.
         stature: (low, high) person heights as fractions of ``imgsz``; None: 16 px .. 0.9.
         max_people: people per image cap; None: the layout's own (up to 40).
+        clutter: occluders, distractors and background shapes, 0..1 (1: all).
     """
 
     train: int
@@ -36,11 +37,14 @@ class SynthPreset:
     description: str = ""
     stature: tuple[float, float] | None = None
     max_people: int | None = None
+    clutter: float = 1.0
 
     def fingerprint(self) -> str:
         """Short hash of everything that changes the images, so a retuned preset is regenerated."""
         fields = dataclasses.asdict(self)
         fields.pop("description")
+        if fields["clutter"] == 1.0:
+            fields.pop("clutter")  # the default, so presets fingerprinted before the field keep their folders
         return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -99,4 +103,5 @@ def ensure_preset(name: str, cache_dir: str | Path | None = None, workers: int |
         workers = max(1, min(2, os.cpu_count() or 1))
     return generate(out, train=preset.train, val=preset.val, imgsz=preset.imgsz, seed=preset.seed,
                     preset=preset.density, workers=workers, skeleton=preset.skeleton, progress=progress,
-                    replace=False, stature=preset.stature, max_people=preset.max_people)
+                    replace=False, stature=preset.stature, max_people=preset.max_people,
+                    clutter=preset.clutter)

@@ -220,8 +220,9 @@ def texture_fields(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.stack([stripes, sy[:, None] * sx[None, :], noise])
 
 
-def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A procedural background: gradient, multi-scale noise, stripes or tiles, plus random shapes.
+def background(rng: np.random.Generator, h: int, w: int, clutter: float = 1.0) -> np.ndarray:
+    """A procedural background: gradient, multi-scale noise, stripes or tiles, plus random shapes
+    (``clutter`` scales their number: 1 all, 0 none).
 
     Returns:
         (H, W, 3) uint8 BGR image.
@@ -245,7 +246,7 @@ def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     if rng.random() < 0.4:  # a floor: a different lower part, as in street and room photos
         horizon = int(rng.uniform(0.3, 0.8) * h)
         img[horizon:] = np.clip(img[horizon:] * rng.uniform(0.5, 1.2) + rng.uniform(-30, 30, 3), 0, 255)
-    for _ in range(int(rng.integers(0, 12))):
+    for _ in range(round(int(rng.integers(0, 12)) * clutter)):
         _random_shape(rng, img)
     return img
 

@@ -229,7 +229,7 @@ def _labels(kp_draw: np.ndarray, self_vis: np.ndarray, labelled: np.ndarray, own
 
 def render_scene(rng: np.random.Generator, imgsz: int, density: str = "mixed", skeleton: str = "coco17",
                  paste_bank: PasteBank | None = None, stature: tuple[float, float] | None = None,
-                 max_people: int | None = None) -> SceneRender:
+                 max_people: int | None = None, clutter: float = 1.0) -> SceneRender:
     """Render one square image of people, occluders and distractors, and label it.
 
     Args:
@@ -240,6 +240,8 @@ def render_scene(rng: np.random.Generator, imgsz: int, density: str = "mixed", s
         paste_bank: when given, people are real cut-outs from it instead of drawn figures.
         stature, max_people: person height range (fractions of ``imgsz``) and people per image cap;
             see ``sample_layout``.
+        clutter: how much of the usual distraction to draw, 0..1: occluders, limb-like distractors
+            and background shapes (1: all; 0: none, people on a plain procedural background).
 
     Returns:
         SceneRender with the persons that are seen at least one pixel.
@@ -250,10 +252,13 @@ def render_scene(rng: np.random.Generator, imgsz: int, density: str = "mixed", s
         raise ValueError(f"unknown skeleton {skeleton!r} for synth; known: {sorted(SKELETON_JOINTS)}")
     layout = sample_layout(rng, imgsz, density, stature, max_people)
     n = layout.shape[0]
-    img = paste_bank.background(rng, imgsz) if paste_bank is not None else render.background(rng, imgsz, imgsz)
+    if not 0.0 <= clutter <= 1.0:
+        raise ValueError(f"clutter must be in [0, 1], got {clutter}")
+    img = paste_bank.background(rng, imgsz) if paste_bank is not None else render.background(rng, imgsz, imgsz, clutter)
     tex = render.texture_fields(rng, imgsz, imgsz)
     owner = np.full((imgsz, imgsz), BACKGROUND, np.int16)
     props = _props(rng, imgsz)
+    props = props[: round(len(props) * clutter)]
     # Nearer people stand lower in the image: depth is the foot line, with a little noise.
     depth = layout[:, 2] + rng.normal(0, 0.02 * imgsz, n)
     if paste_bank is not None:
