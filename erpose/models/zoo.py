@@ -109,7 +109,9 @@ def _head_for_step(step: str) -> HeadConfig:
         return HeadConfig(kind="yolopose", box=True, o2o=False)
     if step == "B1":
         return HeadConfig(kind="yolopose", box=False, o2o=False)
-    return HeadConfig(kind="er", box=False, o2o=step == "B5")
+    # Separable keypoint convs: 25 % fewer FLOPs for n and the same AP on the main command
+    # (docs/BENCHMARKS.md); ``head.keypoint_separable: false`` is METHOD.md's plain 3x3 branch.
+    return HeadConfig(kind="er", box=False, o2o=step == "B5", keypoint_separable=True)
 
 
 def _zoo() -> dict[str, ModelConfig]:

@@ -28,18 +28,18 @@ PARITY_CASES = [
     ("erpose-m", 64, COCO17),
     ("erpose-l", 64, COCO17),
     ("erpose-x", 64, COCO17),
-    ("erpose-n-separable", 64, COCO17),  # depth-wise-separable keypoint branch
+    ("erpose-n-full", 64, COCO17),  # METHOD.md's plain 3x3 keypoint branch
 ]
 
 
 def _build(name: str, skeleton):
-    if name == "erpose-n-separable":
+    if name == "erpose-n-full":
         import dataclasses
 
         from erpose.models.zoo import get_config
 
         config = get_config("erpose-n")
-        return build_model(dataclasses.replace(config, head=dataclasses.replace(config.head, keypoint_separable=True)),
+        return build_model(dataclasses.replace(config, head=dataclasses.replace(config.head, keypoint_separable=False)),
                            skeleton)
     return build_model(name, skeleton)
 
