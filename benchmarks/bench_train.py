@@ -1,6 +1,7 @@
 """Training throughput (images/s) of ER-Pose-n and the YOLO-Pose baseline, measured in one run.
 
-One training step = forward, criterion (assignment + losses), backward and an SGD step, on a
+One training step = forward, criterion (assignment + losses), backward and an SGD step (the
+trainer's fused kernel, channels-last tensors, as ``erpose train`` runs them), on a
 fixed batch of real SynthCrowd samples (so assignment sees realistic people; data loading is
 excluded: it is the same for both models). Prints a table and the ER-Pose / baseline ratio.
 
@@ -31,19 +32,22 @@ def make_batch(imgsz: int, batch: int, data: str):
 
 def measure(names: list[str], batch, skeleton, steps: int, warmup: int) -> list[float]:
     """Images/s of each model, from its fastest timed step; models alternate step by step."""
+    from erpose.engine.optim import fast_optimizer
     from erpose.models.criterion import build_criterion
     from erpose.models.zoo import build_model
 
     runs = []
     for name in names:
         torch.manual_seed(0)
-        model = build_model(name, skeleton).train()
-        optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, nesterov=True)
+        model = build_model(name, skeleton).to(memory_format=torch.channels_last).train()
+        optimizer = fast_optimizer(torch.optim.SGD, [{"params": list(model.parameters())}], lr=1e-4,
+                                    momentum=0.9, nesterov=True)
         runs.append((model, build_criterion(model.config, skeleton), optimizer, []))
+    images = batch.images.contiguous(memory_format=torch.channels_last)
     for i in range(warmup + steps):
         for model, criterion, optimizer, times in runs:
             start = time.perf_counter()
-            loss, _ = criterion(model(batch.images), batch)
+            loss, _ = criterion(model(images), batch)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

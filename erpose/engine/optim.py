@@ -131,15 +131,15 @@ def build_optimizer(
     weight_decay = config.weight_decay * batch_size * accumulate / config.nominal_batch
     groups = param_groups(model, weight_decay)
     if name == "sgd":
-        optimizer = _fast_optimizer(torch.optim.SGD, groups, lr=lr0, momentum=config.momentum, nesterov=True)
+        optimizer = fast_optimizer(torch.optim.SGD, groups, lr=lr0, momentum=config.momentum, nesterov=True)
     else:
-        optimizer = _fast_optimizer(torch.optim.AdamW, groups, lr=lr0, betas=(config.momentum, 0.999))
+        optimizer = fast_optimizer(torch.optim.AdamW, groups, lr=lr0, betas=(config.momentum, 0.999))
     for group in optimizer.param_groups:
         group["initial_lr"] = lr0
     return optimizer
 
 
-def _fast_optimizer(cls: type[torch.optim.Optimizer], groups: list[dict], **kwargs: Any) -> torch.optim.Optimizer:
+def fast_optimizer(cls: type[torch.optim.Optimizer], groups: list[dict], **kwargs: Any) -> torch.optim.Optimizer:
     """``cls`` with its fused kernel where this torch and device have one, else multi-tensor.
 
     The per-parameter default loops in Python over ~500 tensors: on a CPU that was 22 ms of a

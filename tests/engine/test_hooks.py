@@ -120,3 +120,25 @@ def test_data_hook_sets_epoch_and_closes_mosaic(tmp_path: Path) -> None:
     dataset.set_epoch = lambda e: (seen.append((e, dataset.mosaic_closed)), original(e))
     trainer.train()
     assert seen == [(0, False), (1, False)] and dataset.mosaic_closed  # close_mosaic=1: last epoch
+
+
+def test_ema_multi_tensor_update_matches_the_formula_with_buffers() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3))
+    ema = ModelEMA(model, decay=0.99, tau=3.0)
+    expected = {k: v.clone().float() for k, v in ema.module.state_dict().items()}
+    for step in (1, 2):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model.train()(torch.randn(4, 2, 5, 5))  # moves running stats and num_batches_tracked
+        ema.update(model)
+        d = 0.99 * (1 - math.exp(-step / 3.0))
+        for name, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                expected[name] = d * expected[name] + (1 - d) * value
+            else:
+                expected[name] = value.clone()
+    for name, value in ema.module.state_dict().items():
+        assert torch.allclose(value.float(), expected[name].float(), atol=1e-6), name
+    assert ema.module.state_dict()["1.num_batches_tracked"].item() == 2

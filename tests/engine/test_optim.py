@@ -82,3 +82,24 @@ def test_warmup_values_at_hand_computed_iterations() -> None:
     assert scheduled_values(config, 0.1, 5, 10, 5, sgd=False)[:2] == pytest.approx((0.5 * 0.0901, 0.5 * 0.0901))
     # after warmup: progress 0.4 -> 0.1 * (0.6 * 0.99 + 0.01)
     assert scheduled_values(config, 0.1, 20, 10, 5) == pytest.approx((0.0604, 0.0604, 0.937))
+
+
+def test_fast_optimizer_steps_like_the_reference_implementation() -> None:
+    from erpose.engine.optim import fast_optimizer
+
+    for cls, kwargs in ((torch.optim.AdamW, {"lr": 1e-2, "betas": (0.9, 0.999), "weight_decay": 0.01}),
+                        (torch.optim.SGD, {"lr": 1e-2, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01})):
+        torch.manual_seed(0)
+        a = nn.Linear(4, 3)
+        b = nn.Linear(4, 3)
+        b.load_state_dict(a.state_dict())
+        fast = fast_optimizer(cls, [{"params": list(a.parameters())}], **kwargs)
+        reference = cls(b.parameters(), foreach=False, **kwargs)
+        for _ in range(3):
+            x = torch.randn(5, 4)
+            for model, opt in ((a, fast), (b, reference)):
+                opt.zero_grad()
+                model(x).square().sum().backward()
+                opt.step()
+        for p, q in zip(a.parameters(), b.parameters()):
+            assert torch.allclose(p, q, atol=1e-6)
