@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import time
 from dataclasses import replace
 
@@ -65,6 +66,19 @@ def build_config(args: argparse.Namespace):
     return config
 
 
+def demo_recipe_notice(args: argparse.Namespace, config) -> str | None:
+    """A one-line hint when another dataset would silently train with the small CPU demo recipe."""
+    from erpose.engine.train_config import TrainConfig
+
+    default = TrainConfig()
+    chosen = {item.split("=", 1)[0] for item in (args.overrides or [])}
+    if (args.cfg or args.resume or config.data == default.data or args.imgsz is not None or args.epochs is not None
+            or chosen & {"imgsz", "epochs"}):
+        return None
+    return (f"note: {config.data} trains with the CPU demo recipe ({config.imgsz} px, {config.epochs} epochs, "
+            f"batch {config.batch}); for real data pass --imgsz/--epochs or --cfg configs/train/coco.yaml")
+
+
 def run(args: argparse.Namespace) -> int:
     from erpose.cli.val import format_table
     from erpose.engine import distributed
@@ -76,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     if args.resume and (args.overrides or args.cfg):
         raise CLIError("--resume continues a run with its own args.yaml; drop --cfg and key=value overrides")
+    notice = demo_recipe_notice(args, config)
+    if notice and int(os.environ.get("RANK", "0")) == 0:
+        print(notice, file=sys.stderr)
     try:
         result = train(config, resume=args.resume, progress=not args.no_progress)
         is_main = distributed.rank() == 0

@@ -76,6 +76,21 @@ def test_criterion_overrides_start_from_the_model_steps_defaults() -> None:
     assert build_config(build_parser().parse_args(["train"])).criterion is None
 
 
+def test_other_data_with_the_demo_recipe_gets_a_notice() -> None:
+    from erpose.cli.main import build_parser
+    from erpose.cli.train import build_config, demo_recipe_notice
+
+    def notice(argv):
+        args = build_parser().parse_args(["train", *argv])
+        return demo_recipe_notice(args, build_config(args))
+
+    assert notice([]) is None  # the demo itself
+    message = notice(["--data", "coco.yaml"])
+    assert message and "coco.yaml" in message and "configs/train/coco.yaml" in message
+    assert notice(["--data", "coco.yaml", "--imgsz", "640"]) is None
+    assert notice(["--data", "coco.yaml", "epochs=300"]) is None
+
+
 def test_run_dir_auto_increments(tmp_path: Path) -> None:
     assert increment_run_dir(tmp_path, "exp") == tmp_path / "exp"
     (tmp_path / "exp").mkdir()
