@@ -35,7 +35,8 @@ class TrainConfig:
         optim: optimiser, schedule, warmup, nominal batch (gradient accumulation), clipping.
         ema_decay: EMA asymptotic decay; 0 disables the EMA (validation uses the raw weights).
         ema_tau: EMA decay ramp, optimiser steps.
-        amp: mixed precision on CUDA (ignored on CPU).
+        amp: mixed precision: float16 on CUDA, bfloat16 on CPUs with native bfloat16 (AVX512-BF16
+            or AMX), float32 elsewhere.
         seed: seed of weights init, data order and augmentation.
         deterministic: deterministic algorithms (slower on GPU; reproducible runs).
         val_interval: validate every N epochs (and always after the last).
