@@ -57,9 +57,9 @@ class TrainConfig:
     model: str = "erpose-n"
     data: str = "synthcrowd-train"
     imgsz: int = 128
-    epochs: int = 12
-    batch: int = 8
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(warmup_epochs=1.0, nominal_batch=8))
+    epochs: int = 28
+    batch: int = 16
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(warmup_epochs=1.0, nominal_batch=16))
     ema_decay: float = 0.9999
     ema_tau: float = 2000.0
     amp: bool = True
@@ -68,7 +68,7 @@ class TrainConfig:
     val_interval: int = 1
     val_batch: int = 0
     patience: int = 50
-    workers: int = 1
+    workers: int = 0
     device: str = "auto"
     project: str = "runs/train"
     name: str = "exp"

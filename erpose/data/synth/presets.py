@@ -53,8 +53,9 @@ class SynthPreset:
 PRESETS: dict[str, SynthPreset] = {
     "tiny": SynthPreset(16, 8, 160, "mixed", description="tests: 24 images at 160 px, a second or two"),
     "synthcrowd-train": SynthPreset(
-        1500, 150, 128, "sparse", stature=(0.45, 0.95), max_people=3,
-        description="default training set of `erpose train`: 1,500 + 150 images at 128 px, 1-3 large people each",
+        1500, 150, 128, "sparse", stature=(0.45, 0.95), max_people=3, clutter=0.0,
+        description="default training set of `erpose train`: 1,500 + 150 images at 128 px, 1-3 large people each, "
+                    "plain backgrounds",
     ),
     "synthcrowd-s": SynthPreset(2000, 500, 320, "mixed", description="benchmark set, mixed density"),
     "synthcrowd-crowd": SynthPreset(2000, 500, 320, "crowd", description="benchmark set, dense crowds only"),
