@@ -72,6 +72,42 @@ def pack_poses(scores: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
     return torch.cat((scores[..., None], keypoints.flatten(-2)), dim=-1)
 
 
+def decode_topk(
+    score_logits: torch.Tensor,
+    offsets: torch.Tensor,
+    visibility_logits: torch.Tensor,
+    anchor_points: torch.Tensor,
+    strides: torch.Tensor,
+    max_det: int,
+) -> torch.Tensor:
+    """``select_topk(pack_poses(...), max_det)`` of the decoded poses, decoding only the kept rows.
+
+    Ranking the scores first and decoding ``max_det`` rows instead of every anchor point takes
+    the decode out of the inference profile (it was about 5 % of ER-Pose-n's ONNX run time at 640).
+
+    Args:
+        score_logits: (B, A) score logits.
+        offsets: (B, A, K, 2) raw offsets in grid units.
+        visibility_logits: (B, A, K).
+        anchor_points: (A, 2) cell centres, grid units; strides: (A,) pixels.
+        max_det: rows returned.
+
+    Returns:
+        (B, max_det, 1 + 3K) sorted by score, descending; zero rows past the A-th.
+    """
+    num_anchors = score_logits.shape[1]
+    # Pad with zero scores so that k is a constant whatever the input size (see select_topk).
+    scores, index = F.pad(score_logits.sigmoid(), (0, int(max_det))).topk(int(max_det), dim=1)
+    valid = index < num_anchors
+    index = torch.where(valid, index, torch.zeros_like(index))
+    k = offsets.shape[2]
+    picked_offsets = offsets.gather(1, index[..., None, None].expand(-1, -1, k, 2))
+    picked_visibility = visibility_logits.gather(1, index[..., None].expand(-1, -1, k)).sigmoid()
+    xy = (anchor_points[index][:, :, None, :] + picked_offsets) * strides[index][:, :, None, None]
+    rows = torch.cat((scores[..., None], torch.cat((xy, picked_visibility[..., None]), dim=-1).flatten(-2)), dim=-1)
+    return rows * valid[..., None].to(rows.dtype)
+
+
 def select_topk(poses: torch.Tensor, max_det: int) -> torch.Tensor:
     """The ``max_det`` highest-scoring rows per image, sorted by score (column 0), descending.
 

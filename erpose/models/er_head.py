@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from erpose.geometry.anchors import make_anchor_points
-from erpose.geometry.decode import decode_keypoints, pack_poses, select_topk
+from erpose.geometry.decode import decode_keypoints, decode_topk, pack_poses
 from erpose.models.blocks import Conv, depthwise_conv, light_score_branch, make_divisible, score_prior_bias
 from erpose.models.outputs import BranchOutput, HeadOutput
 
@@ -210,8 +210,9 @@ class ERHead(nn.Module):
         branches = self.o2o if self.o2o is not None else self.o2m
         assert branches is not None
         scores, offsets, visibility = self._run(branches, maps)
+        if self.o2o is not None:
+            return decode_topk(scores, offsets, visibility, anchor_points, strides, self.max_det)
         keypoints = torch.cat(
             (decode_keypoints(offsets, anchor_points, strides), visibility.sigmoid()[..., None]), dim=-1
         )
-        poses = pack_poses(scores.sigmoid(), keypoints)
-        return select_topk(poses, self.max_det) if self.o2o is not None else poses
+        return pack_poses(scores.sigmoid(), keypoints)

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from erpose.geometry.decode import (
@@ -53,3 +54,23 @@ def test_pack_layout_and_topk_sorted_and_padded():
     assert torch.equal(top[0, 0], poses[0, 1]) and torch.equal(top[0, 1], poses[0, 2])
     assert torch.equal(top[0, 3:], torch.zeros(2, 7))
     assert select_topk(poses, 2).shape == (1, 2, 7)
+
+
+@pytest.mark.parametrize("num_anchors", [40, 3])  # more and fewer anchor points than max_det
+def test_decode_topk_equals_decoding_everything_then_selecting(num_anchors):
+    from erpose.geometry.decode import decode_topk
+
+    g = torch.Generator().manual_seed(0)
+    b, k, max_det = 2, 4, 6
+    logits = torch.randn(b, num_anchors, generator=g)
+    offsets = torch.randn(b, num_anchors, k, 2, generator=g) * 3
+    visibility = torch.randn(b, num_anchors, k, generator=g)
+    anchors = torch.rand(num_anchors, 2, generator=g) * 10
+    strides = torch.tensor([8.0, 16.0, 32.0]).repeat(num_anchors)[:num_anchors]
+    keypoints = torch.cat((decode_keypoints(offsets, anchors, strides), visibility.sigmoid()[..., None]), dim=-1)
+    expected = select_topk(pack_poses(logits.sigmoid(), keypoints), max_det)
+    got = decode_topk(logits, offsets, visibility, anchors, strides, max_det)
+    assert got.shape == (b, max_det, 1 + 3 * k)
+    assert torch.allclose(got, expected, atol=1e-6)
+    if num_anchors < max_det:
+        assert (got[:, num_anchors:] == 0).all()
