@@ -97,12 +97,14 @@ def plan_runs(args: argparse.Namespace) -> list[str]:
 def train_config(args: argparse.Namespace, run: str, data: str):
     """The ``TrainConfig`` of one ablation run (``project=--out``, ``name=run``)."""
     from erpose.config import apply_overrides
-    from erpose.engine.train_config import TrainConfig
+    from erpose.engine.train_config import TrainConfig, with_step_criterion
 
     row, seed = run.rsplit("_s", 1)
     config = TrainConfig(model=ROWS[row], data=data, imgsz=args.imgsz, epochs=args.epochs, batch=args.batch,
                          seed=int(seed), workers=args.workers, device=args.device, project=args.out, name=run,
                          exist_ok=True, patience=0)
+    if any(item.startswith("criterion.") for item in args.override):
+        config = with_step_criterion(config)  # criterion.* overrides start from the row's own criterion
     return apply_overrides(config, list(args.override))
 
 

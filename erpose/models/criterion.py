@@ -87,6 +87,9 @@ class LossConfig:
         kpt_area: area in the keypoint loss: ``"area"`` (annotation/OKS area) or ``"box"``
             (ground-truth box width x height, as YOLO-Pose does).
         kpt, vis, score, box, dfl: gains (``score`` is the baseline's class gain).
+        o2o_keypoint_gain: multiplier of the o2o copy's ``kpt`` and ``vis`` terms. With a shared
+            keypoint branch the o2o positive is one of the o2m positives already supervised, so
+            1 (METHOD.md's plain sum) counts that anchor's keypoints twice.
         scale_by_batch: multiply the total by the batch size (ultralytics convention).
     """
 
@@ -99,6 +102,7 @@ class LossConfig:
     score: float = 0.5
     box: float = 7.5
     dfl: float = 1.5
+    o2o_keypoint_gain: float = 1.0
     scale_by_batch: bool = True
 
 
@@ -163,6 +167,8 @@ class Criterion(nn.Module):
         for prefix, branch, topk in branches:
             assignment = self.assign(branch, head_output, batch, topk)
             for name, value in self.branch_losses(branch, assignment, head_output).items():
+                if prefix and name in ("kpt", "vis"):
+                    value = value * self.config.loss.o2o_keypoint_gain
                 terms[prefix + name] = value
         total = torch.stack(list(terms.values())).sum()
         if self.config.loss.scale_by_batch:

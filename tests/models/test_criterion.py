@@ -138,6 +138,24 @@ def test_er_criterion_end_to_end_with_o2o():
     _check_gradients(output.o2m.scores, output.o2m.keypoints, output.o2o.scores, output.o2o.keypoints)
 
 
+def test_o2o_keypoint_gain_scales_only_the_o2o_keypoint_terms():
+    from dataclasses import replace
+
+    from erpose.models.criterion import default_criterion_config
+
+    batch = make_batch()
+    base = default_criterion_config("B5")
+    _, full = build_criterion(get_config("erpose-n"), COCO17, base)(make_output(2, o2o=True), batch)
+    halved = replace(base, loss=replace(base.loss, o2o_keypoint_gain=0.5))
+    output = make_output(2, o2o=True)
+    total, items = build_criterion(get_config("erpose-n"), COCO17, halved)(output, batch)
+    for name in ("o2o_kpt", "o2o_vis"):
+        assert items[name].item() == pytest.approx(0.5 * full[name].item(), rel=1e-6)
+    for name in ("kpt", "vis", "score", "o2o_score"):
+        assert items[name].item() == pytest.approx(full[name].item(), rel=1e-6)
+    assert total.item() == pytest.approx(2 * sum(v.item() for v in items.values()), rel=1e-5)
+
+
 def test_baseline_criterion_end_to_end_with_box_losses():
     batch = make_batch()
     output = make_output(2, box=True)
