@@ -71,7 +71,9 @@ def test_default_configs_follow_the_ablation_table():
     assert b2 == b1
     assert (b3.assign.candidates, b3.assign.level_gate, b3.loss.kpt_loss) == ("keypoints", True, "plain")
     assert (b4.loss.kpt_loss, b4.loss.kpt_area) == ("smooth", "area")
-    assert b4 == CriterionConfig() and b5 == b3  # ER-Pose keeps the plain loss (ablation, docs)
+    assert b4 == CriterionConfig()
+    # ER-Pose keeps B3's plain loss and drops the o2o copy's keypoint terms (ablation, docs).
+    assert b5.assign == b3.assign and b5.loss == dataclasses.replace(b3.loss, o2o_keypoint_gain=0.0)
     assert (b5.assign.alpha, b5.assign.beta, b5.assign.topk) == (0.5, 6.0, 10)
     with pytest.raises(ValueError, match="B0"):
         default_criterion_config("B9")
@@ -128,7 +130,10 @@ def _check_gradients(*tensors):
 def test_er_criterion_end_to_end_with_o2o():
     batch = make_batch()
     output = make_output(2, o2o=True)
-    criterion = build_criterion(get_config("erpose-n"), COCO17)
+    b5 = default_criterion_config("B5")
+    # METHOD.md's plain o2m + o2o sum, so that every output gets a gradient.
+    config = dataclasses.replace(b5, loss=dataclasses.replace(b5.loss, o2o_keypoint_gain=1.0))
+    criterion = build_criterion(get_config("erpose-n"), COCO17, config)
     total, items = criterion(output, batch)
     assert set(items) == {"kpt", "vis", "score", "o2o_kpt", "o2o_vis", "o2o_score"}
     assert torch.isfinite(total) and total.dim() == 0
@@ -144,7 +149,9 @@ def test_o2o_keypoint_gain_scales_only_the_o2o_keypoint_terms():
     from erpose.models.criterion import default_criterion_config
 
     batch = make_batch()
-    base = default_criterion_config("B5")
+    b5 = default_criterion_config("B5")
+    assert b5.loss.o2o_keypoint_gain == 0.0  # ER-Pose's default
+    base = replace(b5, loss=replace(b5.loss, o2o_keypoint_gain=1.0))
     _, full = build_criterion(get_config("erpose-n"), COCO17, base)(make_output(2, o2o=True), batch)
     halved = replace(base, loss=replace(base.loss, o2o_keypoint_gain=0.5))
     output = make_output(2, o2o=True)
@@ -208,6 +215,6 @@ def test_batch_without_persons_is_finite_and_connected():
 def test_step_mapping_er_pose_keeps_the_plain_loss():
     # The ablation chose the plain loss for ER-Pose (B5); B4 is the smooth-loss step.
     b3, b4, b5 = (default_criterion_config(step) for step in ("B3", "B4", "B5"))
-    assert b5 == b3 and (b5.loss.kpt_loss, b5.loss.kpt_area) == ("plain", "box")
+    assert b5.assign == b3.assign and (b5.loss.kpt_loss, b5.loss.kpt_area) == ("plain", "box")
     assert (b4.loss.kpt_loss, b4.loss.kpt_area) == ("smooth", "area") and b4.assign == b5.assign
     assert default_criterion_config("B0").assign.metric == "box_iou"
