@@ -28,7 +28,8 @@ class ModelEMA:
         for param in self.module.parameters():
             param.requires_grad_(False)
         self.decay, self.tau, self.updates = decay, tau, 0
-        self._pairs: tuple[int, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] | None = None
+        # (id of the source model, EMA floats, source floats, EMA others, source others)
+        self._pairs: tuple | None = None
 
     def current_decay(self) -> float:
         return self.decay * (1.0 - math.exp(-self.updates / self.tau))
