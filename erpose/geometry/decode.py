@@ -18,13 +18,13 @@ def decode_keypoints(offsets: torch.Tensor, anchor_points: torch.Tensor, strides
 
     Args:
         offsets: (B, A, K, 2) raw offsets ``r`` in grid units.
-        anchor_points: (A, 2) cell centres ``a`` in grid units.
-        strides: (A,) level strides ``s``, pixels.
+        anchor_points: (A, 2) cell centres ``a`` in grid units, or (B, A, 2) per image.
+        strides: (A,) level strides ``s``, pixels, or (B, A).
 
     Returns:
         (B, A, K, 2) keypoints x, y in input pixels.
     """
-    return (anchor_points[:, None, :] + offsets) * strides[:, None, None]
+    return (anchor_points[..., None, :] + offsets) * strides[..., None, None]
 
 
 def dfl_expectation(distributions: torch.Tensor) -> torch.Tensor:
@@ -103,7 +103,7 @@ def decode_topk(
     k = offsets.shape[2]
     picked_offsets = offsets.gather(1, index[..., None, None].expand(-1, -1, k, 2))
     picked_visibility = visibility_logits.gather(1, index[..., None].expand(-1, -1, k)).sigmoid()
-    xy = (anchor_points[index][:, :, None, :] + picked_offsets) * strides[index][:, :, None, None]
+    xy = decode_keypoints(picked_offsets, anchor_points[index], strides[index])
     rows = torch.cat((scores[..., None], torch.cat((xy, picked_visibility[..., None]), dim=-1).flatten(-2)), dim=-1)
     return rows * valid[..., None].to(rows.dtype)
 
