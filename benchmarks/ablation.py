@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 ROWS = {"B0": "yolopose-n", "B1": "erpose-n-b1", "B2": "erpose-n-b2", "B3": "erpose-n-b3", "B4": "erpose-n-b4",
         "B5": "erpose-n"}
 PEERS = ("yolo11n-pose", "yolo26n-pose")
+PEER_AUGMENT_KEYS = ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "fliplr", "mosaic", "close_mosaic")
 DEFAULT_ULTRA_PYTHON = "/work/venv-ultra/bin/python"
 LOGGER = logging.getLogger("ablation")
 
@@ -190,15 +191,16 @@ def run_peer(args: argparse.Namespace, run: str, eval_sets: list) -> dict:
     _, root = ensure_train_data(args.data, Path(args.out) / "data")
     run_dir = Path(args.out) / run
     run_dir.mkdir(parents=True, exist_ok=True)
-    overrides = dict(item.split("=", 1) for item in args.override)
+    # The peer gets what the erpose rows get after --override: nominal batch, warmup, augmentation.
+    reference = train_config(args, f"B0_s{seed}", str(root / "data.yaml"))
+    augment = [f"{key}={getattr(reference.augment, key)}" for key in PEER_AUGMENT_KEYS]
     cmd = [args.ultra_python, str(Path(__file__).with_name("ultralytics_peer.py")), "--model", peer,
            "--data", str(root / "data.yaml"), "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
            "--batch", str(args.batch), "--seed", seed, "--out", str(run_dir.resolve()),
            "--threads", str(args.threads), "--workers", str(args.workers),
            "--device", _ultralytics_device(args.device),
-           "--nbs", overrides.get("optim.nominal_batch", "64"),
-           "--warmup-epochs", overrides.get("optim.warmup_epochs", "3"),
-           "--export-imgsz", str(args.latency_imgsz)]
+           "--nbs", str(reference.optim.nominal_batch), "--warmup-epochs", str(reference.optim.warmup_epochs),
+           "--export-imgsz", str(args.latency_imgsz), "--augment", *augment]
     for es in eval_sets:
         cmd += ["--predict", f"{es.name}={es.images.resolve()}"]
     if not (run_dir / "peer.json").is_file():

@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nbs", type=int, default=64, help="nominal batch (gradient accumulation target)")
     p.add_argument("--warmup-epochs", type=float, default=3.0)
+    p.add_argument("--augment", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="ultralytics augmentation arguments (hsv_h, scale, mosaic, close_mosaic...), e.g. "
+                        "erpose's AugmentConfig of the rows this peer is compared with")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="ultralytics device: cpu, 0, ...")
     p.add_argument("--workers", type=int, default=0)
@@ -131,11 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         last = weights / "last.pt"
         model = YOLO(str(last) if last.is_file() else str(model_yaml(args.model, out)), task="pose")
         model.add_callback("on_pretrain_routine_end", lambda trainer: torch.set_num_threads(args.threads))
-        # close_mosaic 10 as erpose's default: with fewer epochs, mosaic is off for the whole run in both.
-        model.train(data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, seed=args.seed,
+        augment = {"close_mosaic": 10, **{k: float(v) for k, v in (a.split("=", 1) for a in args.augment)}}
+        augment["close_mosaic"] = int(augment["close_mosaic"])
+        model.train(**augment, data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, seed=args.seed,
                     deterministic=True, workers=args.workers, device=args.device, pretrained=False, amp=False,
                     plots=False, project=str(out), name="train", exist_ok=True, nbs=args.nbs,
-                    warmup_epochs=args.warmup_epochs, close_mosaic=10, optimizer="auto", patience=0,
+                    warmup_epochs=args.warmup_epochs, optimizer="auto", patience=0,
                     resume=bool(last.is_file()), verbose=False)
     train_s = time.perf_counter() - start
     csv = out / "train" / "results.csv"

@@ -49,3 +49,27 @@ def test_one_tiny_run_end_to_end_then_skipped(tmp_path: Path) -> None:
     table = (tmp_path / "table.md").read_text()
     assert "| B5_s0 | erpose-n |" in table and "**tiny**" in table
     assert json.loads((tmp_path / "table.json").read_text())["eval_sets"] == ["tiny"]
+
+
+def test_peer_gets_the_rows_optimiser_and_augmentation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ultralytics peer is trained with the erpose rows' effective nominal batch, warmup and
+    augmentation, including what --override changes (it once got ultralytics' own warmup and scale)."""
+    seen: list[list[str]] = []
+
+    def fake_run(cmd, **kwargs):
+        seen.append(cmd)
+        raise RuntimeError("stop after building the command")
+
+    monkeypatch.setattr(ablation.subprocess, "run", fake_run)
+    args = ablation.parse_args(["--data", "tiny", "--epochs", "2", "--imgsz", "64", "--out", str(tmp_path),
+                                "--override", "augment.mosaic=0.5", "optim.warmup_epochs=2"])
+    with pytest.raises(RuntimeError, match="stop after"):
+        ablation.run_peer(args, "yolo11n-pose_s1", [])
+    cmd = seen[0]
+    assert cmd[cmd.index("--nbs") + 1] == "16" and cmd[cmd.index("--warmup-epochs") + 1] == "2.0"
+    assert cmd[cmd.index("--seed") + 1] == "1"
+    augment = dict(item.split("=") for item in cmd[cmd.index("--augment") + 1:])
+    assert set(augment) == set(ablation.PEER_AUGMENT_KEYS)
+    config = ablation.train_config(args, "B0_s1", "tiny")
+    assert float(augment["mosaic"]) == 0.5 and float(augment["scale"]) == config.augment.scale == 0.25
+    assert int(augment["close_mosaic"]) == config.augment.close_mosaic
