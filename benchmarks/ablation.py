@@ -38,6 +38,20 @@ ROWS = {"B0": "yolopose-n", "B1": "erpose-n-b1", "B2": "erpose-n-b2", "B3": "erp
 PEERS = ("yolo11n-pose", "yolo26n-pose")
 PEER_AUGMENT_KEYS = ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "fliplr", "mosaic", "close_mosaic")
 DEFAULT_ULTRA_PYTHON = "/work/venv-ultra/bin/python"
+#: Variant rows: ``VARIANTS/<row>.yaml`` is a model YAML (a zoo model with one field changed, e.g. a
+#: wider score branch) that ``--rows`` accepts by its file name, next to B0..B5.
+VARIANTS = Path(__file__).resolve().with_name("variants")
+
+
+def row_model(row: str) -> str:
+    """The model (zoo name or YAML path) of an ablation row or variant; SystemExit when unknown."""
+    if row in ROWS:
+        return ROWS[row]
+    variant = VARIANTS / f"{row}.yaml"
+    if variant.is_file():
+        return str(variant)
+    known = ", ".join([*ROWS, *sorted(p.stem for p in VARIANTS.glob("*.yaml"))])
+    raise SystemExit(f"unknown row {row!r}; choose from {known}")
 LOGGER = logging.getLogger("ablation")
 
 
@@ -77,14 +91,13 @@ def plan_runs(args: argparse.Namespace) -> list[str]:
     """Run ids (``B0_s0``, ``yolo11n-pose_s0``...) in the order given: rows x seeds, extras, peers."""
     rows = [r for r in args.rows.split(",") if r]
     for row in rows:
-        if row not in ROWS:
-            raise SystemExit(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
+        row_model(row)
     seeds = [int(s) for s in str(args.seeds).split(",") if s != ""]
     runs = [f"{row}_s{seed}" for seed in seeds for row in rows]
     for item in filter(None, args.seeds_extra.split(",")):
         row, _, seed = item.partition(":")
-        if row not in ROWS and row not in PEERS:
-            raise SystemExit(f"--seeds-extra: unknown row {row!r}")
+        if row not in PEERS:
+            row_model(row)
         runs.append(f"{row}_s{int(seed)}")
     for peer in filter(None, args.peers.split(",")):
         if peer not in PEERS:
@@ -101,7 +114,7 @@ def train_config(args: argparse.Namespace, run: str, data: str):
     from erpose.engine.train_config import TrainConfig, with_step_criterion
 
     row, seed = run.rsplit("_s", 1)
-    config = TrainConfig(model=ROWS[row], data=data, imgsz=args.imgsz, epochs=args.epochs, batch=args.batch,
+    config = TrainConfig(model=row_model(row), data=data, imgsz=args.imgsz, epochs=args.epochs, batch=args.batch,
                          seed=int(seed), workers=args.workers, device=args.device, project=args.out, name=run,
                          exist_ok=True, patience=0)
     if any(item.startswith("criterion.") for item in args.override):
@@ -168,9 +181,9 @@ def run_erpose(args: argparse.Namespace, run: str, eval_sets: list) -> dict:
         LOGGER.info("%s on %s: AP %.4f", run, es.name, result.metrics.get("AP", -1))
     summary = model_summary(model, 640)
     onnx_path = export_onnx(model, run_dir / "model.onnx", OnnxExportConfig(imgsz=args.latency_imgsz, max_det=100),
-                            model_name=ROWS[run.rsplit("_s", 1)[0]])
+                            model_name=Path(row_model(run.rsplit("_s", 1)[0])).stem)
     del torch
-    return {"run": run, "model": ROWS[run.rsplit("_s", 1)[0]], "kind": "erpose", "metrics": metrics,
+    return {"run": run, "model": Path(row_model(run.rsplit("_s", 1)[0])).stem, "kind": "erpose", "metrics": metrics,
             "params": summary.parameters, "gflops_640": summary.gflops, "onnx": str(onnx_path), **info}
 
 

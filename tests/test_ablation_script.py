@@ -73,3 +73,17 @@ def test_peer_gets_the_rows_optimiser_and_augmentation(tmp_path: Path, monkeypat
     config = ablation.train_config(args, "B0_s1", "tiny")
     assert float(augment["mosaic"]) == 0.5 and float(augment["scale"]) == config.augment.scale == 0.25
     assert int(augment["close_mosaic"]) == config.augment.close_mosaic
+
+
+def test_variant_rows_are_model_yamls_next_to_the_ladder() -> None:
+    from erpose.models.zoo import build_model, get_config
+
+    args = ablation.parse_args(["--rows", "B5,B5-score64", "--seeds", "0"])
+    assert ablation.plan_runs(args) == ["B5_s0", "B5-score64_s0"]
+    config = ablation.train_config(args, "B5-score64_s0", "tiny")
+    assert config.model.endswith("variants/B5-score64.yaml")
+    variant, default = get_config(config.model), get_config("erpose-n")
+    assert variant.head.score_width == 64 and default.head.score_width == 0
+    assert build_model(variant).head.score_width == 64
+    with pytest.raises(SystemExit, match="B5-score64"):  # the message lists the variants
+        ablation.plan_runs(ablation.parse_args(["--rows", "B5-nope"]))
