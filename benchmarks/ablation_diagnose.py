@@ -12,6 +12,11 @@ For each run's ``best.pt`` on the first ``--images`` val images of the training 
   trainer clips the total at ``optim.grad_clip``).
 
     python benchmarks/ablation_diagnose.py runs/ablation/B0_s0 runs/ablation/B5_s0 --imgsz 160
+
+``--decodings SET,...`` instead asks what the NMS-free output costs or gains: each run with an
+o2o copy (B5) is scored on the val split of each set three ways, with the same evaluator as the
+table: the o2o copy as shipped (no NMS), the o2o copy + OKS-NMS 0.7, and the o2m copy + OKS-NMS 0.7
+(what B3 would deploy from the same weights).
 """
 
 from __future__ import annotations
@@ -111,6 +116,60 @@ def diagnose(run_dir: Path, data: str, imgsz: int, images: int, batch: int, over
         "n_persons": len(stats["best_oks_pred"])}
 
 
+class Decoding(torch.nn.Module):
+    """A trained ER model decoded another way: from its ``o2m`` or ``o2o`` copy, with or without
+    OKS-NMS. Quacks like a ``PoseModel`` for ``erpose.engine.validator.validate``."""
+
+    def __init__(self, model: torch.nn.Module, branch: str, nms: bool, iou: float = 0.7) -> None:
+        super().__init__()
+        self.model, self.branch, self.nms, self.iou = model, branch, nms, iou
+        self.skeleton = model.skeleton
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, conf: float = 0.001, max_det: int = 100) -> list[torch.Tensor]:
+        from erpose.geometry.nms import oks_nms
+
+        head, k = self.model.head, self.model.num_keypoints
+        o2o = head.o2o
+        if self.branch == "o2m":
+            head.o2o = None  # the eval forward then decodes the o2m copy's whole grid
+        try:
+            raw = self.model.eval()(images)
+        finally:
+            head.o2o = o2o
+        sigmas = torch.as_tensor(self.model.skeleton.sigmas, dtype=raw.dtype)
+        out = []
+        for rows in raw:
+            rows = rows[rows[:, 0] > conf]
+            rows = rows[rows[:, 0].argsort(descending=True)[:1000]]
+            if self.nms:
+                rows = rows[oks_nms(rows[:, 1:].view(-1, k, 3), rows[:, 0], sigmas, self.iou)]
+            out.append(rows[:max_det, : 1 + 3 * k])
+        return out
+
+
+DECODINGS = {"o2o (shipped, no NMS)": ("o2o", False), "o2o + OKS-NMS": ("o2o", True), "o2m + OKS-NMS": ("o2m", True)}
+
+
+def compare_decodings(run_dir: Path, eval_sets: list, imgsz: int, batch: int) -> dict[str, dict[str, dict]]:
+    """``{set: {decoding: metrics}}`` of one run with an o2o copy."""
+    from erpose.data.coco import read_coco
+    from erpose.engine.validator import validate
+    from erpose.models.checkpoint import load_model
+
+    model = load_model(run_dir / "weights" / "best.pt").eval()
+    if getattr(model.head, "o2o", None) is None:
+        raise SystemExit(f"{run_dir}: --decodings needs a model with an o2o copy (B5)")
+    results: dict[str, dict[str, dict]] = {}
+    for es in eval_sets:
+        source = read_coco(es.annotations, es.images)
+        results[es.name] = {
+            name: dict(validate(Decoding(model, branch, nms), source, imgsz=imgsz, batch_size=batch,
+                                progress=False).metrics)
+            for name, (branch, nms) in DECODINGS.items()}
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", type=Path)
@@ -120,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--override", nargs="*", default=[], help="criterion overrides, e.g. loss.kpt_area=box")
+    p.add_argument("--decodings", default="", metavar="SET,...",
+                   help="score B5 runs decoded three ways (o2o, o2o + OKS-NMS, o2m + OKS-NMS) on these sets")
+    p.add_argument("--data-dir", type=Path, default=Path("runs/ablation/data"), help="rendered evaluation sets")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -127,6 +189,21 @@ def main(argv: list[str] | None = None) -> int:
     from ablation_data import register_presets
 
     register_presets()  # --data may be one of the study's own presets
+    if args.decodings:
+        from ablation_data import ensure_eval_set
+
+        sets = [es for name in args.decodings.split(",") if (es := ensure_eval_set(name, args.data_dir)) is not None]
+        found = {str(r.name): compare_decodings(r, sets, args.imgsz, args.batch) for r in args.runs}
+        print("| run | set | decoding | AP | AP50 | AP75 | AR | AP easy / medium / hard |\n|---|---|---|---|---|---|---|---|")
+        for run, per_set in found.items():
+            for name, per_decoding in per_set.items():
+                for decoding, m in per_decoding.items():
+                    print(f"| {run} | {name} | {decoding} | {m['AP']:.4f} | {m['AP50']:.4f} | {m['AP75']:.4f} | "
+                          f"{m['AR']:.4f} | {m.get('AP_easy', -1):.4f} / {m.get('AP_medium', -1):.4f} / "
+                          f"{m.get('AP_hard', -1):.4f} |")
+        if args.json:
+            args.json.write_text(json.dumps(found, indent=1))
+        return 0
     rows = {str(r.name): diagnose(r, args.data, args.imgsz, args.images, args.batch, args.override) for r in args.runs}
     keys = list(next(iter(rows.values())))
     print("| stat | " + " | ".join(rows) + " |\n|---|" + "---|" * len(rows))
