@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 
 LOGGER = logging.getLogger("ablation")
-ORDER = ("B0", "B1", "B2", "B3", "B4", "B5", "yolo11n-pose", "yolo26n-pose")
+ORDER = ("B0", "B1", "B2", "B3", "B4", "B5", "yolo11n-pose", "yolo26n-pose")  # variants follow, by name
 DETAIL = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AP_easy", "AP_medium", "AP_hard")
 
 
@@ -25,9 +25,9 @@ def load_rows(out: Path) -> list[dict]:
     """Every finished run's ``row.json``, in table order (row, then seed)."""
     rows = [json.loads(p.read_text()) for p in out.glob("*/row.json")]
 
-    def key(row: dict) -> tuple[int, int]:
+    def key(row: dict) -> tuple[tuple[int, str], int]:
         name, seed = row["run"].rsplit("_s", 1)
-        return ORDER.index(name) if name in ORDER else len(ORDER), int(seed)
+        return (ORDER.index(name), "") if name in ORDER else (len(ORDER), name), int(seed)
 
     return sorted(rows, key=key)
 
@@ -55,9 +55,12 @@ def measure_latency(out: Path, rows: list[dict], runs: int, imgsz: int, threads:
     image, image_name = _load_image(None, np)
     pipelines = []
     for name, (path, kind, model) in models.items():
-        pipe_kind = "erpose" if model == "erpose-n" else "baseline"
         if kind == "ultralytics":
             pipe_kind = "yolo11" if "11" in model else "yolo26"
+        else:  # the file says whether its graph is NMS-free (B5 and its variants) or needs NMS (B0..B4)
+            from erpose.runtime.session import PoseSession
+
+            pipe_kind = "baseline" if PoseSession(path).metadata.needs_nms else "erpose"
         pipelines.append(Pipeline(name, Path(path), pipe_kind, threads, 0.25, 100))
     for _ in range(3):
         for p in pipelines:
@@ -165,6 +168,19 @@ def markdown(rows: list[dict], eval_sets: list[str], latency: dict, speed: dict)
                 aps = [g["metrics"].get(s, {}).get("AP", -1) for g in group]
                 cells.append(f"{statistics.mean(aps):.4f} ± {(max(aps) - min(aps)) / 2:.4f}")
             lines.append(f"| **{name} mean of {len(group)} seeds** | | | | | | | " + " | ".join(cells) + " |")
+    lines += ["", "Means over seeds (± half the range; APL is '-' where a set has no large person):"]
+    for s in eval_sets:
+        lines += ["", f"**{s}, mean per row**", "", "| row | seeds | " + " | ".join(DETAIL) + " |",
+                  "|---|---|" + "---|" * len(DETAIL)]
+        for name, group in by_row.items():
+            cells = []
+            for k in DETAIL:
+                values = [g["metrics"].get(s, {}).get(k, -1) for g in group]
+                cell = _fmt(statistics.mean(values))
+                if k == "AP" and len(values) > 1:
+                    cell += f" ± {(max(values) - min(values)) / 2:.4f}"
+                cells.append(cell)
+            lines.append(f"| {name} | {len(group)} | " + " | ".join(cells) + " |")
     for s in eval_sets:
         lines += ["", f"**{s}**", "", "| run | " + " | ".join(DETAIL) + " |", "|---|" + "---|" * len(DETAIL)]
         for row in rows:
