@@ -7,11 +7,15 @@ in their own virtual environment on the YOLO-pose export of the same data (the S
 *is* a YOLO-pose dataset) with the same budget, predict at conf 0.001, and their COCO results
 files are scored here by the same evaluator. See ``docs/BENCHMARKS.md``.
 
+    # P3 of docs/BENCHMARKS.md: mixed and crowd scenes at 128 px, 28 epochs, the main command's recipe
     python benchmarks/ablation.py --rows B0,B1,B2,B3,B4,B5 --seeds 0 --seeds-extra B0:1,B5:1 \
-        --peers yolo11n-pose,yolo26n-pose --data synthcrowd-s \
-        --eval-data synthcrowd-s,synthcrowd-crowd,paste-real --epochs 5 --imgsz 160 --batch 16 \
-        --jobs 2 --threads 1 --out runs/ablation
-    python benchmarks/ablation.py --out runs/ablation --table-only     # rebuild table.md / plots
+        --peers yolo11n-pose,yolo26n-pose --data synthcrowd-mixed128 \
+        --eval-data synthcrowd-mixed128,synthcrowd-crowd128,paste-real --epochs 28 --imgsz 128 \
+        --batch 16 --jobs 2 --threads 1 --out runs/ablation-p3 --override --latency-runs 0
+    python benchmarks/ablation.py --out runs/ablation-p3 --table-only --imgsz 128   # + latency, plots
+
+``--rows`` also takes the variants in ``benchmarks/variants/`` by file name (``B5-score64``...).
+``--override`` with no values trains with the ``TrainConfig`` defaults (the main command's recipe).
 
 Resumable: a run with ``row.json`` is done and skipped; a run killed in training continues with
 the trainer's ``--resume`` (same batches, same weights); one killed in evaluation re-evaluates.
