@@ -147,11 +147,40 @@ def _fmt(value, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+def headline(rows: list[dict], eval_sets: list[str], latency: dict, speed: dict) -> list[str]:
+    """One line per row (seeds averaged): size, speed, and per set AP ± half-range, AP50 / AR and
+    AP easy / medium / hard."""
+    by_row: dict[str, list[dict]] = {}
+    for row in rows:
+        by_row.setdefault(row["run"].rsplit("_s", 1)[0], []).append(row)
+    head = "| row | seeds | params (M) | GFLOPs@640 | ONNX e2e ms | train img/s | "
+    head += " | ".join(f"AP {s} | AP50 / AR {s} | AP easy / medium / hard {s}" for s in eval_sets) + " |"
+    lines = [head, "|---|---|---|---|---|---|" + "---|---|---|" * len(eval_sets)]
+    for name, group in by_row.items():
+        cells = []
+        for s in eval_sets:
+            def mean(key: str, s: str = s, group: list[dict] = group) -> float:
+                return statistics.mean(g["metrics"].get(s, {}).get(key, -1) for g in group)
+
+            aps = [g["metrics"].get(s, {}).get("AP", -1) for g in group]
+            ap = _fmt(mean("AP")) + (f" ± {(max(aps) - min(aps)) / 2:.4f}" if len(group) > 1 else "")
+            cells += [ap, f"{_fmt(mean('AP50'), 3)} / {_fmt(mean('AR'), 3)}",
+                      " / ".join(_fmt(mean(k), 3) for k in ("AP_easy", "AP_medium", "AP_hard"))]
+        first = group[0]
+        lines.append(f"| {name} | {len(group)} | {first['params'] / 1e6:.2f} | {first['gflops_640']:.2f} | "
+                     f"{_fmt(latency.get(name, {}).get('median'), 1)} | {_fmt(speed.get(name), 1)} | "
+                     + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(rows: list[dict], eval_sets: list[str], latency: dict, speed: dict) -> str:
-    """The summary table (one line per run, plus seed means) and one detail table per evaluation set."""
-    lines = ["| run | model | params (M) | GFLOPs@640 | ONNX e2e ms | train img/s | epoch img/s | "
-             + " | ".join(f"AP {s}" for s in eval_sets) + " |",
-             "|---|---|---|---|---|---|---|" + "---|" * len(eval_sets)]
+    """The per-row headline (seeds averaged), the per-run summary and one detail table per set."""
+    lines = ["Per row, seeds averaged (± half the range of AP):", ""]
+    lines += headline(rows, eval_sets, latency, speed)
+    lines += ["", "Per run:", "",
+              "| run | model | params (M) | GFLOPs@640 | ONNX e2e ms | train img/s | epoch img/s | "
+              + " | ".join(f"AP {s}" for s in eval_sets) + " |",
+              "|---|---|---|---|---|---|---|" + "---|" * len(eval_sets)]
     by_row: dict[str, list[dict]] = {}
     for row in rows:
         name = row["run"].rsplit("_s", 1)[0]
