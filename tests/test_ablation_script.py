@@ -78,12 +78,14 @@ def test_peer_gets_the_rows_optimiser_and_augmentation(tmp_path: Path, monkeypat
 def test_variant_rows_are_model_yamls_next_to_the_ladder() -> None:
     from erpose.models.zoo import build_model, get_config
 
-    args = ablation.parse_args(["--rows", "B5,B5-score64", "--seeds", "0"])
-    assert ablation.plan_runs(args) == ["B5_s0", "B5-score64_s0"]
-    config = ablation.train_config(args, "B5-score64_s0", "tiny")
-    assert config.model.endswith("variants/B5-score64.yaml")
+    args = ablation.parse_args(["--rows", "B5,B5-full48", "--seeds", "0"])
+    assert ablation.plan_runs(args) == ["B5_s0", "B5-full48_s0"]
+    config = ablation.train_config(args, "B5-full48_s0", "tiny")
+    assert config.model.endswith("variants/B5-full48.yaml")
     variant, default = get_config(config.model), get_config("erpose-n")
-    assert variant.head.score_width == 64 and default.head.score_width == 0
-    assert build_model(variant).head.score_width == 64
-    with pytest.raises(SystemExit, match="B5-score64"):  # the message lists the variants
+    assert (variant.head.keypoint_width, variant.head.keypoint_separable) == (48, False)
+    # variants keep the head they were measured with (score_width 0: the old auto width, 32 at n)
+    assert default.head.keypoint_separable and (variant.head.score_width, default.head.score_width) == (0, 64)
+    assert build_model(variant).head.keypoint_width == 48
+    with pytest.raises(SystemExit, match="B5-full48"):  # the message lists the variants
         ablation.plan_runs(ablation.parse_args(["--rows", "B5-nope"]))

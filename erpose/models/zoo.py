@@ -104,14 +104,22 @@ class ModelConfig:
             raise ConfigError("depth, width and max_channels must be positive")
 
 
-def _head_for_step(step: str) -> HeadConfig:
+#: Score-branch width of the ER head per scale: as wide as the baseline's class branch (the P3
+#: channel count). The ablation measured it +0.5 AP on mixed and +1.2 AP on crowd scenes over
+#: half that width, for ER-Pose-n 1 % more parameters (docs/BENCHMARKS.md, P3 and P2). Explicit
+#: here, not a new auto rule, so that checkpoints with ``score_width: 0`` keep their width.
+ER_SCORE_WIDTH = {"n": 64, "s": 128, "m": 256, "l": 256, "x": 384}
+
+
+def _head_for_step(step: str, scale: str) -> HeadConfig:
     if step == "B0":
         return HeadConfig(kind="yolopose", box=True, o2o=False)
     if step == "B1":
         return HeadConfig(kind="yolopose", box=False, o2o=False)
     # Separable keypoint convs: 25 % fewer FLOPs for n and the same AP on the main command
     # (docs/BENCHMARKS.md); ``head.keypoint_separable: false`` is METHOD.md's plain 3x3 branch.
-    return HeadConfig(kind="er", box=False, o2o=step == "B5", keypoint_separable=True)
+    return HeadConfig(kind="er", box=False, o2o=step == "B5", score_width=ER_SCORE_WIDTH[scale],
+                      keypoint_separable=True)
 
 
 def _zoo() -> dict[str, ModelConfig]:
@@ -119,7 +127,7 @@ def _zoo() -> dict[str, ModelConfig]:
     for scale, (depth, width, max_channels) in SCALES.items():
 
         def make(step: str, scale: str = scale, depth: float = depth, width: float = width, mc: int = max_channels):
-            return ModelConfig(scale, depth, width, mc, _head_for_step(step), step)
+            return ModelConfig(scale, depth, width, mc, _head_for_step(step, scale), step)
 
         table[f"erpose-{scale}"] = make("B5")
         table[f"yolopose-{scale}"] = make("B0")

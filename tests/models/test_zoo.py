@@ -22,12 +22,17 @@ def test_zoo_names_and_steps():
         for step in range(1, 5):
             assert get_config(f"erpose-{scale}-b{step}").step == f"B{step}"
     assert len(MODEL_NAMES) == 30
-    assert get_config("erpose-x") == ModelConfig("x", 1.0, 1.5, 512, HeadConfig(keypoint_separable=True), "B5")
+    assert get_config("erpose-x") == ModelConfig(
+        "x", 1.0, 1.5, 512, HeadConfig(score_width=384, keypoint_separable=True), "B5")
+    # the ER score branch is as wide as the baseline's class branch (the P3 channel count)
+    for scale in "nsmlx":
+        er, baseline = build_model(f"erpose-{scale}").head, build_model(f"yolopose-{scale}").head
+        assert er.score_width == baseline.score_width
     b1 = get_config("erpose-s-b1").head
     assert (b1.kind, b1.box, b1.o2o) == ("yolopose", False, False)
     # B2..B4 share one head; only the step (read by the criterion) differs.
     heads = {get_config(f"erpose-m-b{i}").head for i in (2, 3, 4)}
-    assert heads == {HeadConfig(kind="er", box=False, o2o=False, keypoint_separable=True)}
+    assert heads == {HeadConfig(kind="er", box=False, o2o=False, score_width=256, keypoint_separable=True)}
 
 
 def test_unknown_name_lists_the_known_ones():
