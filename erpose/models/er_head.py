@@ -25,7 +25,9 @@ def default_er_widths(first_channels: int, num_keypoints: int) -> tuple[int, int
 
     The keypoint branch is 1.5x the baseline keypoint branch (``max(c0 // 4, 3K)``), which takes
     about half of what the removed box branch cost; the score branch is half the baseline's class
-    branch (``c0 // 2``), since it predicts one number.
+    branch (``c0 // 2``), since it predicts one number. The zoo models set ``score_width``
+    explicitly to the full ``c0`` (``erpose.models.zoo.ER_SCORE_WIDTH``, measured better in the
+    ablation); this rule stays what ``score_width: 0`` means, so older checkpoints keep their shape.
     """
     keypoint = make_divisible(1.5 * max(first_channels // 4, 3 * num_keypoints), 8)
     score = max(first_channels // 2, 16)
