@@ -122,12 +122,13 @@ def plot_curves(out: Path, rows: list[dict]) -> Path | None:
     except ImportError:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    colours = plt.get_cmap("tab20").colors  # more runs than the default cycle's 10 colours
     for ax, metric in zip(axes, ("AP", "AP50")):
-        for row in rows:
+        for i, row in enumerate(rows):
             epochs, ap = _curve(row, out, metric)
             if epochs:
                 peer = row["kind"] != "erpose"
-                ax.plot(epochs, ap, "--" if peer else "-", marker="o", ms=3,
+                ax.plot(epochs, ap, "--" if peer else "-", marker="o", ms=3, color=colours[i % len(colours)],
                         label=row["run"] + (" (ultralytics val)" if peer else ""))
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{metric} (val split of the training data)")
