@@ -127,8 +127,6 @@ class Decoding(torch.nn.Module):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, conf: float = 0.001, max_det: int = 100) -> list[torch.Tensor]:
-        from erpose.geometry.nms import oks_nms
-
         head, k = self.model.head, self.model.num_keypoints
         o2o = head.o2o
         if self.branch == "o2m":
@@ -137,15 +135,8 @@ class Decoding(torch.nn.Module):
             raw = self.model.eval()(images)
         finally:
             head.o2o = o2o
-        sigmas = torch.as_tensor(self.model.skeleton.sigmas, dtype=raw.dtype)
-        out = []
-        for rows in raw:
-            rows = rows[rows[:, 0] > conf]
-            rows = rows[rows[:, 0].argsort(descending=True)[:1000]]
-            if self.nms:
-                rows = rows[oks_nms(rows[:, 1:].view(-1, k, 3), rows[:, 0], sigmas, self.iou)]
-            out.append(rows[:max_det, : 1 + 3 * k])
-        return out
+        detections = self.model.postprocess(raw, conf=conf, max_det=max_det, iou=self.iou, nms=self.nms)
+        return [d[:, : 1 + 3 * k] for d in detections]
 
 
 DECODINGS = {"o2o (shipped, no NMS)": ("o2o", False), "o2o + OKS-NMS": ("o2o", True), "o2m + OKS-NMS": ("o2m", True)}

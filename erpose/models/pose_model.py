@@ -104,6 +104,7 @@ class PoseModel(nn.Module):
         max_det: int = 100,
         iou: float = 0.7,
         max_candidates: int = 1000,
+        nms: bool | None = None,
     ) -> list[torch.Tensor]:
         """Turn eval-mode outputs into per-image detections.
 
@@ -113,6 +114,8 @@ class PoseModel(nn.Module):
             max_det: maximum persons per image.
             iou: box-NMS IoU threshold (B0) or OKS-NMS threshold (B1..B4); unused NMS-free.
             max_candidates: best-scoring rows per image that enter the NMS (bounds its N x N cost).
+            nms: None follows the model (``needs_nms``); True / False forces NMS on / off, e.g. to
+                measure what OKS-NMS would change on an NMS-free model's output.
 
         Returns:
             One (n_i, C) tensor per image, sorted by score; C = 1 + 3K, plus the 4 box columns
@@ -120,9 +123,10 @@ class PoseModel(nn.Module):
         """
         results = []
         k = self.num_keypoints
+        apply_nms = self.needs_nms if nms is None else nms
         for rows in raw:
             rows = rows[rows[:, 0] > conf]
-            if not self.needs_nms:
+            if not apply_nms:
                 results.append(rows[:max_det])
                 continue
             rows = rows[rows[:, 0].argsort(descending=True)[:max_candidates]]
