@@ -148,25 +148,34 @@ def _fmt(value, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+def _by_row(rows: list[dict]) -> dict[str, list[dict]]:
+    """Runs grouped by row name (``B5_s0``, ``B5_s1`` -> ``B5``), in table order."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["run"].rsplit("_s", 1)[0], []).append(row)
+    return groups
+
+
+def _mean(group: list[dict], eval_set: str, key: str, spread: bool = False, digits: int = 4) -> str:
+    """Mean of a metric over a row's seeds, with ``± half the range`` when asked and seeds > 1."""
+    values = [g["metrics"].get(eval_set, {}).get(key, -1) for g in group]
+    text = _fmt(statistics.mean(values), digits)
+    return text + (f" ± {(max(values) - min(values)) / 2:.4f}" if spread and len(values) > 1 else "")
+
+
 def headline(rows: list[dict], eval_sets: list[str], latency: dict, speed: dict) -> list[str]:
     """One line per row (seeds averaged): size, speed, and per set AP ± half-range, AP50 / AR and
     AP easy / medium / hard."""
-    by_row: dict[str, list[dict]] = {}
-    for row in rows:
-        by_row.setdefault(row["run"].rsplit("_s", 1)[0], []).append(row)
+    by_row = _by_row(rows)
     head = "| row | seeds | params (M) | GFLOPs@640 | ONNX e2e ms | train img/s | "
     head += " | ".join(f"AP {s} | AP50 / AR {s} | AP easy / medium / hard {s}" for s in eval_sets) + " |"
     lines = [head, "|---|---|---|---|---|---|" + "---|---|---|" * len(eval_sets)]
     for name, group in by_row.items():
         cells = []
         for s in eval_sets:
-            def mean(key: str, s: str = s, group: list[dict] = group) -> float:
-                return statistics.mean(g["metrics"].get(s, {}).get(key, -1) for g in group)
-
-            aps = [g["metrics"].get(s, {}).get("AP", -1) for g in group]
-            ap = _fmt(mean("AP")) + (f" ± {(max(aps) - min(aps)) / 2:.4f}" if len(group) > 1 else "")
-            cells += [ap, f"{_fmt(mean('AP50'), 3)} / {_fmt(mean('AR'), 3)}",
-                      " / ".join(_fmt(mean(k), 3) for k in ("AP_easy", "AP_medium", "AP_hard"))]
+            cells += [_mean(group, s, "AP", spread=True),
+                      f"{_mean(group, s, 'AP50', digits=3)} / {_mean(group, s, 'AR', digits=3)}",
+                      " / ".join(_mean(group, s, k, digits=3) for k in ("AP_easy", "AP_medium", "AP_hard"))]
         first = group[0]
         lines.append(f"| {name} | {len(group)} | {first['params'] / 1e6:.2f} | {first['gflops_640']:.2f} | "
                      f"{_fmt(latency.get(name, {}).get('median'), 1)} | {_fmt(speed.get(name), 1)} | "
@@ -182,34 +191,19 @@ def markdown(rows: list[dict], eval_sets: list[str], latency: dict, speed: dict)
               "| run | model | params (M) | GFLOPs@640 | ONNX e2e ms | train img/s | epoch img/s | "
               + " | ".join(f"AP {s}" for s in eval_sets) + " |",
               "|---|---|---|---|---|---|---|" + "---|" * len(eval_sets)]
-    by_row: dict[str, list[dict]] = {}
     for row in rows:
         name = row["run"].rsplit("_s", 1)[0]
-        by_row.setdefault(name, []).append(row)
         lat = latency.get(name, {}).get("median")
         rates = row.get("epoch_img_s") or []
         lines.append(f"| {row['run']} | {row['model']} | {row['params'] / 1e6:.2f} | {row['gflops_640']:.2f} | "
                      f"{_fmt(lat, 1)} | {_fmt(speed.get(name), 1)} | {_fmt(statistics.median(rates) if rates else None, 1)} | "
                      + " | ".join(_fmt(row["metrics"].get(s, {}).get("AP")) for s in eval_sets) + " |")
-    for name, group in by_row.items():
-        if len(group) > 1:
-            cells = []
-            for s in eval_sets:
-                aps = [g["metrics"].get(s, {}).get("AP", -1) for g in group]
-                cells.append(f"{statistics.mean(aps):.4f} ± {(max(aps) - min(aps)) / 2:.4f}")
-            lines.append(f"| **{name} mean of {len(group)} seeds** | | | | | | | " + " | ".join(cells) + " |")
     lines += ["", "Means over seeds (± half the range; APL is '-' where a set has no large person):"]
     for s in eval_sets:
         lines += ["", f"**{s}, mean per row**", "", "| row | seeds | " + " | ".join(DETAIL) + " |",
                   "|---|---|" + "---|" * len(DETAIL)]
-        for name, group in by_row.items():
-            cells = []
-            for k in DETAIL:
-                values = [g["metrics"].get(s, {}).get(k, -1) for g in group]
-                cell = _fmt(statistics.mean(values))
-                if k == "AP" and len(values) > 1:
-                    cell += f" ± {(max(values) - min(values)) / 2:.4f}"
-                cells.append(cell)
+        for name, group in _by_row(rows).items():
+            cells = [_mean(group, s, k, spread=k == "AP") for k in DETAIL]
             lines.append(f"| {name} | {len(group)} | " + " | ".join(cells) + " |")
     for s in eval_sets:
         lines += ["", f"**{s}**", "", "| run | " + " | ".join(DETAIL) + " |", "|---|" + "---|" * len(DETAIL)]
