@@ -95,9 +95,11 @@ def run(args: argparse.Namespace) -> int:
         print(notice, file=sys.stderr)
     try:
         result = train(config, resume=args.resume, progress=not args.no_progress)
-        is_main = distributed.rank() == 0
-    finally:
-        distributed.cleanup()
+    except BaseException:
+        distributed.cleanup(wait_for_peers=False)
+        raise
+    is_main = distributed.rank() == 0
+    distributed.cleanup()
     if not is_main:
         return 0
     minutes = (time.perf_counter() - start) / 60

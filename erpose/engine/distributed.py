@@ -75,9 +75,18 @@ def setup(device: str = "auto") -> DistContext:
     return DistContext(rank, world_size, local_rank, resolved)
 
 
-def cleanup() -> None:
-    """Leave the process group (no-op when not distributed)."""
+def cleanup(wait_for_peers: bool = True) -> None:
+    """Leave the process group (no-op when not distributed).
+
+    On a normal exit all ranks meet at a barrier first: a gloo rank that tore its connections down
+    while a peer was still working (rank 0 writing its last files) aborted about one run in three
+    with "terminate called without an active exception". After an error, pass
+    ``wait_for_peers=False``: the peers may be blocked in another collective, and torchrun stops
+    them once this rank exits.
+    """
     if dist.is_available() and dist.is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
 
 
