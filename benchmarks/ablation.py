@@ -14,7 +14,7 @@ files are scored here by the same evaluator. See ``docs/BENCHMARKS.md``.
         --batch 16 --jobs 2 --threads 1 --out runs/ablation-p3 --override --latency-runs 0
     python benchmarks/ablation.py --out runs/ablation-p3 --table-only --imgsz 128   # + latency, plots
 
-``--rows`` also takes the variants in ``benchmarks/variants/`` by file name (``B5-score64``...).
+``--rows`` also takes the variants in ``benchmarks/variants/`` by file name (``B5-full48``...).
 ``--override`` with no values trains with the ``TrainConfig`` defaults (the main command's recipe).
 
 Resumable: a run with ``row.json`` is done and skipped; a run killed in training continues with
@@ -106,7 +106,7 @@ def plan_runs(args: argparse.Namespace) -> list[str]:
     for peer in filter(None, args.peers.split(",")):
         if peer not in PEERS:
             raise SystemExit(f"unknown peer {peer!r}; choose from {', '.join(PEERS)}")
-        runs.append(f"{peer}_s{seeds[0] if seeds else 0}")
+        runs.extend(f"{peer}_s{seed}" for seed in seeds or [0])  # the peers get every seed of the rows
     runs = list(dict.fromkeys(runs))
     first = [r for r in args.first.split(",") if r in runs]
     return first + [r for r in runs if r not in first]

@@ -18,6 +18,8 @@ def test_plan_orders_rows_seeds_extras_peers_and_first() -> None:
     args = ablation.parse_args(["--rows", "B0,B5", "--seeds", "0", "--seeds-extra", "B0:1,B5:1",
                                 "--peers", "yolo11n-pose", "--first", "B5_s1,B0_s0"])
     assert ablation.plan_runs(args) == ["B5_s1", "B0_s0", "B5_s0", "B0_s1", "yolo11n-pose_s0"]
+    both = ablation.parse_args(["--rows", "B0", "--seeds", "0,1", "--peers", "yolo26n-pose"])
+    assert ablation.plan_runs(both) == ["B0_s0", "B0_s1", "yolo26n-pose_s0", "yolo26n-pose_s1"]
     with pytest.raises(SystemExit):
         ablation.plan_runs(ablation.parse_args(["--rows", "B9"]))
 
