@@ -8,7 +8,7 @@ in their own virtual environment on the YOLO-pose export of the same data (the S
 files are scored here by the same evaluator. See ``docs/BENCHMARKS.md``.
 
     # P3 of docs/BENCHMARKS.md: mixed and crowd scenes at 128 px, 28 epochs, the main command's recipe
-    python benchmarks/ablation.py --rows B0,B1,B2,B3,B4,B5 --seeds 0 --seeds-extra B0:1,B5:1 \
+    python benchmarks/ablation.py --rows B0,B1,B2,B3,B4,B5 --seeds 0,1 \
         --peers yolo11n-pose,yolo26n-pose --data synthcrowd-mixed128 \
         --eval-data synthcrowd-mixed128,synthcrowd-crowd128,paste-real --epochs 28 --imgsz 128 \
         --batch 16 --jobs 2 --threads 1 --out runs/ablation-p3 --override --latency-runs 0

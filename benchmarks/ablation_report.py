@@ -86,10 +86,12 @@ def measure_train_speed(out: Path, rows: list[dict], imgsz: int, batch: int) -> 
     if not names or set(names) <= set(cache):
         return cache
     import torch
+    from ablation_data import ensure_train_data
     from bench_train import make_batch, measure
 
     torch.set_num_threads(1)
-    data = json.loads(next(out.glob("*/row.json")).read_text())["protocol"]["data"]
+    # the protocol's training set may be one of ablation_data's presets, which erpose alone doesn't know
+    data, _ = ensure_train_data(json.loads(next(out.glob("*/row.json")).read_text())["protocol"]["data"], out / "data")
     images, skeleton = make_batch(imgsz, batch, data)
     rates = measure(list(names.values()), images, skeleton, steps=3, warmup=1)
     cache = dict(zip(names, rates))

@@ -91,3 +91,28 @@ def test_variant_rows_are_model_yamls_next_to_the_ladder() -> None:
     assert build_model(variant).head.keypoint_width == 48
     with pytest.raises(SystemExit, match="B5-full48"):  # the message lists the variants
         ablation.plan_runs(ablation.parse_args(["--rows", "B5-nope"]))
+
+
+def test_table_times_training_steps_on_an_ablation_preset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--table-only`` times training steps on the protocol's own training set, which may be a preset
+    that only ablation_data registers (it once failed with 'not a dataset preset' after P3)."""
+    import ablation_data
+    import ablation_report
+    import torch
+
+    from erpose.data.synth import PRESETS
+
+    torch.set_num_threads(1)
+    monkeypatch.setenv("ERPOSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(ablation_data, "EXTRA_PRESETS", {"tiny-ablation": dict(train=4, val=2, imgsz=64, density="sparse",
+                                                                               seed=0, max_people=2)})
+    out = tmp_path / "runs"
+    (out / "B1_s0").mkdir(parents=True)
+    (out / "B1_s0" / "row.json").write_text(json.dumps({"run": "B1_s0", "model": "erpose-n-b1", "kind": "erpose",
+                                                        "protocol": {"data": "tiny-ablation"}}))
+    try:
+        speed = ablation_report.measure_train_speed(out, [json.loads((out / "B1_s0" / "row.json").read_text())], 64, 2)
+    finally:
+        PRESETS.pop("tiny-ablation", None)
+    assert set(speed) == {"B1"} and speed["B1"] > 0
+    assert json.loads((out / "train_bench.json").read_text()) == speed  # cached for the next table
