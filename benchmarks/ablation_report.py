@@ -82,7 +82,9 @@ def measure_train_speed(out: Path, rows: list[dict], imgsz: int, batch: int) -> 
     """Training step images/s (forward, loss, backward, SGD step; 1 thread), erpose rows, cached."""
     cache_path = out / "train_bench.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    names = {row["run"].rsplit("_s", 1)[0]: row["model"] for row in rows if row["kind"] == "erpose"}
+    from ablation import row_model  # row.json keeps a variant's name, not its YAML path
+
+    names = {name: row_model(name) for name in (row["run"].rsplit("_s", 1)[0] for row in rows if row["kind"] == "erpose")}
     if not names or set(names) <= set(cache):
         return cache
     import torch

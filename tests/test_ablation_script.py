@@ -107,12 +107,15 @@ def test_table_times_training_steps_on_an_ablation_preset(tmp_path: Path, monkey
     monkeypatch.setattr(ablation_data, "EXTRA_PRESETS", {"tiny-ablation": dict(train=4, val=2, imgsz=64, density="sparse",
                                                                                seed=0, max_people=2)})
     out = tmp_path / "runs"
-    (out / "B1_s0").mkdir(parents=True)
-    (out / "B1_s0" / "row.json").write_text(json.dumps({"run": "B1_s0", "model": "erpose-n-b1", "kind": "erpose",
-                                                        "protocol": {"data": "tiny-ablation"}}))
+    rows = [{"run": "B1_s0", "model": "erpose-n-b1", "kind": "erpose", "protocol": {"data": "tiny-ablation"}},
+            {"run": "B5-full48_s0", "model": "B5-full48", "kind": "erpose",  # a variant: its name, not a zoo model
+             "protocol": {"data": "tiny-ablation"}}]
+    for row in rows:
+        (out / row["run"]).mkdir(parents=True)
+        (out / row["run"] / "row.json").write_text(json.dumps(row))
     try:
-        speed = ablation_report.measure_train_speed(out, [json.loads((out / "B1_s0" / "row.json").read_text())], 64, 2)
+        speed = ablation_report.measure_train_speed(out, rows, 64, 2)
     finally:
         PRESETS.pop("tiny-ablation", None)
-    assert set(speed) == {"B1"} and speed["B1"] > 0
+    assert set(speed) == {"B1", "B5-full48"} and min(speed.values()) > 0
     assert json.loads((out / "train_bench.json").read_text()) == speed  # cached for the next table
