@@ -117,7 +117,8 @@ def _curve(row: dict, out: Path, metric: str = "AP") -> tuple[list[int], list[fl
 
 
 def plot_curves(out: Path, rows: list[dict]) -> Path | None:
-    """AP (val split of the training set) against epoch, one line per run."""
+    """AP and AP50 (val split of the training set) against epoch: one line per row, the mean of its
+    seeds, with the band between its lowest and highest seed."""
     try:
         import matplotlib
 
@@ -125,20 +126,30 @@ def plot_curves(out: Path, rows: list[dict]) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
-    colours = plt.get_cmap("tab20").colors  # more runs than the default cycle's 10 colours
+    groups = _by_row(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), dpi=110)
+    colours = plt.get_cmap("tab20").colors  # more rows than the default cycle's 10 colours
     for ax, metric in zip(axes, ("AP", "AP50")):
-        for i, row in enumerate(rows):
-            epochs, ap = _curve(row, out, metric)
-            if epochs:
-                peer = row["kind"] != "erpose"
-                ax.plot(epochs, ap, "--" if peer else "-", marker="o", ms=3, color=colours[i % len(colours)],
-                        label=row["run"] + (" (ultralytics val)" if peer else ""))
+        for i, (name, group) in enumerate(groups.items()):
+            curves = [c for c in (_curve(row, out, metric) for row in group) if c[0]]
+            if not curves:
+                continue
+            length = min(len(epochs) for epochs, _ in curves)  # a run still training has fewer epochs
+            epochs = curves[0][0][:length]
+            values = [ap[:length] for _, ap in curves]
+            mean = [statistics.fmean(v) for v in zip(*values)]
+            peer = group[0]["kind"] != "erpose"
+            colour = colours[i % len(colours)]
+            label = f"{name} ({len(curves)} seed{'s' if len(curves) > 1 else ''}{', ultralytics val' if peer else ''})"
+            ax.plot(epochs, mean, "--" if peer else "-", marker="o", ms=2.5, lw=1.3, color=colour, label=label)
+            if len(curves) > 1:
+                ax.fill_between(epochs, [min(v) for v in zip(*values)], [max(v) for v in zip(*values)],
+                                color=colour, alpha=0.15, lw=0)
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{metric} (val split of the training data)")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
     path = out / "ablation_ap_vs_epoch.png"
     fig.savefig(path)
