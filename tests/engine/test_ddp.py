@@ -69,3 +69,19 @@ def test_two_processes_half_batch_match_one_process(tmp_path: Path) -> None:
     # rank 0 alone wrote the run directory, with the metrics reduced/broadcast over ranks
     assert (tmp_path / "ddp" / "weights" / "last.pt").is_file()
     assert len((tmp_path / "ddp" / "results.csv").read_text().splitlines()) == 3
+
+
+def test_cleanup_waits_for_peers_only_after_a_normal_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the barrier, a gloo rank leaving while rank 0 still wrote files aborted (SIGABRT) about
+    one torchrun run in three; after an error the barrier could hang against a peer's collective."""
+    from erpose.engine import distributed
+
+    calls: list[str] = []
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    distributed.cleanup()
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    distributed.cleanup(wait_for_peers=False)
+    assert calls == ["destroy"]
