@@ -44,7 +44,7 @@ def measure_latency(out: Path, rows: list[dict], runs: int, imgsz: int, threads:
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     models = {}
     for row in rows:
-        name = row["run"].rsplit("_s", 1)[0]
+        name = _row_name(row)
         if row.get("onnx") and Path(row["onnx"]).is_file() and name not in models:
             models[name] = (row["onnx"], row["kind"], row["model"])
     if runs <= 0 or not models or set(models) <= set(cache.get("results", {})):
@@ -84,7 +84,8 @@ def measure_train_speed(out: Path, rows: list[dict], imgsz: int, batch: int) -> 
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     from ablation import row_model  # row.json keeps a variant's name, not its YAML path
 
-    names = {name: row_model(name) for name in (row["run"].rsplit("_s", 1)[0] for row in rows if row["kind"] == "erpose")}
+    erpose_rows = {name: group for name, group in _by_row(rows).items() if group[0]["kind"] == "erpose"}
+    names = {name: row_model(name) for name in erpose_rows}
     if not names or set(names) <= set(cache):
         return cache
     import torch
@@ -93,7 +94,7 @@ def measure_train_speed(out: Path, rows: list[dict], imgsz: int, batch: int) -> 
 
     torch.set_num_threads(1)
     # the protocol's training set may be one of ablation_data's presets, which erpose alone doesn't know
-    data, _ = ensure_train_data(json.loads(next(out.glob("*/row.json")).read_text())["protocol"]["data"], out / "data")
+    data, _ = ensure_train_data(next(iter(erpose_rows.values()))[0]["protocol"]["data"], out / "data")
     images, skeleton = make_batch(imgsz, batch, data)
     rates = measure(list(names.values()), images, skeleton, steps=3, warmup=1)
     cache = dict(zip(names, rates))
@@ -163,11 +164,16 @@ def _fmt(value, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+def _row_name(row: dict) -> str:
+    """The row of a run: ``B5_s1`` -> ``B5``, ``B5-full48_s0`` -> ``B5-full48``."""
+    return row["run"].rsplit("_s", 1)[0]
+
+
 def _by_row(rows: list[dict]) -> dict[str, list[dict]]:
     """Runs grouped by row name (``B5_s0``, ``B5_s1`` -> ``B5``), in table order."""
     groups: dict[str, list[dict]] = {}
     for row in rows:
-        groups.setdefault(row["run"].rsplit("_s", 1)[0], []).append(row)
+        groups.setdefault(_row_name(row), []).append(row)
     return groups
 
 
@@ -207,7 +213,7 @@ def markdown(rows: list[dict], eval_sets: list[str], latency: dict, speed: dict)
               + " | ".join(f"AP {s}" for s in eval_sets) + " |",
               "|---|---|---|---|---|---|---|" + "---|" * len(eval_sets)]
     for row in rows:
-        name = row["run"].rsplit("_s", 1)[0]
+        name = _row_name(row)
         lat = latency.get(name, {}).get("median")
         rates = row.get("epoch_img_s") or []
         lines.append(f"| {row['run']} | {row['model']} | {row['params'] / 1e6:.2f} | {row['gflops_640']:.2f} | "
