@@ -25,6 +25,7 @@ import torch
 from erpose import __version__
 from erpose.config import ConfigError, from_dict, to_dict
 from erpose.models.pose_model import PoseModel
+from erpose.models.ultralytics_reader import is_ultralytics_file
 from erpose.models.zoo import MODEL_CONFIGS, ModelConfig, build_model
 from erpose.skeleton import COCO17, Skeleton
 
@@ -117,6 +118,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if is_ultralytics_file(path):
+            raise CheckpointError(
+                f"{path}: an ultralytics checkpoint; convert it first (erpose convert {path} --out "
+                f"{path.with_name(path.stem + '-erpose.pt')}) or pass it where a model is expected"
+            ) from None
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{path}: cannot be read with weights_only=True ({first_line}); not an erpose checkpoint"
@@ -176,11 +182,31 @@ def model_from_checkpoint(
     return model.eval()
 
 
+def load_ultralytics_model(path: str | Path, skeleton: Skeleton | None = None) -> PoseModel:
+    """An ultralytics YOLO11 pose ``.pt`` as the equivalent ``yolopose-{scale}`` model (eval mode).
+
+    The file is read by ``erpose.models.ultralytics_reader`` (allowlist unpickler, nothing of the
+    pickle executes) and mapped exactly by ``erpose.models.ultralytics_map``.
+
+    Raises:
+        CheckpointError: an unsafe, truncated or unsupported file, or a K that does not match ``skeleton``.
+    """
+    from erpose.models.ultralytics_map import convert_ultralytics
+    from erpose.models.ultralytics_reader import UltralyticsCheckpointError, read_ultralytics
+
+    try:
+        return convert_ultralytics(read_ultralytics(path), skeleton)
+    except UltralyticsCheckpointError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
 def load_model(name_or_path: str | Path, skeleton: Skeleton | None = None) -> PoseModel:
     """A model from a zoo name (fresh weights), a ``ModelConfig`` ``.yaml`` or a ``.pt`` checkpoint.
 
     Args:
-        name_or_path: ``erpose-n``..., ``path/to/model.yaml`` or ``path/to/weights.pt``.
+        name_or_path: ``erpose-n``..., ``path/to/model.yaml`` or ``path/to/weights.pt`` (an erpose
+            checkpoint, or an ultralytics YOLO11 pose checkpoint, converted on the fly with
+            ``load_ultralytics_model``).
         skeleton: keypoint schema; default COCO-17 for names and YAML, the stored one for ``.pt``.
 
     Returns:
@@ -194,6 +220,8 @@ def load_model(name_or_path: str | Path, skeleton: Skeleton | None = None) -> Po
     if text.lower() in MODEL_CONFIGS or text.endswith((".yaml", ".yml")):
         return build_model(text, skeleton or COCO17)
     path = Path(text)
+    if path.is_file() and is_ultralytics_file(path):
+        return load_ultralytics_model(path, skeleton)
     if path.is_file() or path.suffix in (".pt", ".pth"):
         return model_from_checkpoint(load_checkpoint(path), skeleton, source=str(path))
     return build_model(text, skeleton or COCO17)  # raises the unknown-name error listing the zoo

@@ -3,6 +3,9 @@
 Names:
     ``erpose-{n,s,m,l,x}``: ER-Pose (ablation step B5: ER head with o2o copy, NMS-free).
     ``yolopose-{n,s,m,l,x}``: the YOLO-Pose baseline (B0: box, class, keypoint branches; box NMS).
+    ``erpose-{scale}-pt``: ER-Pose (B5) laid out to take YOLO11-pose weights: its keypoint branch
+    is the baseline's (two full 3x3 convs of width ``max(c0 // 4, 3K)``), so ``--pretrained
+    yolo11n-pose.pt`` fills every layer but the o2o score copy's training (docs/pretrained.md).
     ``erpose-{scale}-b1`` .. ``-b4``: the ablation steps of METHOD.md. B1 is the baseline head
     without its box branch; B2..B4 are the ER head without o2o copy (OKS-NMS at inference).
     B3 and B4 differ from B2 only in assignment and loss, which the criterion reads from
@@ -109,6 +112,8 @@ class ModelConfig:
 #: half that width, for ER-Pose-n 1 % more parameters (docs/BENCHMARKS.md, P3 and P2). Explicit
 #: here, not a new auto rule, so that checkpoints with ``score_width: 0`` keep their width.
 ER_SCORE_WIDTH = {"n": 64, "s": 128, "m": 256, "l": 256, "x": 384}
+#: Channels of the neck's stride-8 map per scale (``make_divisible(min(256, max_channels) * width)``).
+SCALE_P3_CHANNELS = {"n": 64, "s": 128, "m": 256, "l": 256, "x": 384}
 
 
 def _head_for_step(step: str, scale: str) -> HeadConfig:
@@ -122,6 +127,14 @@ def _head_for_step(step: str, scale: str) -> HeadConfig:
                       keypoint_separable=True)
 
 
+def pretrained_layout_head(scale: str, num_keypoints: int = 17) -> HeadConfig:
+    """B5 head whose branches have the YOLO11-pose head's shapes: the class branch's width for the
+    scores and its full 3x3 keypoint branch, so pretrained pose weights load into every layer."""
+    first_channels = SCALE_P3_CHANNELS[scale]
+    return HeadConfig(kind="er", box=False, o2o=True, score_width=ER_SCORE_WIDTH[scale],
+                      keypoint_width=max(first_channels // 4, 3 * num_keypoints), keypoint_separable=False)
+
+
 def _zoo() -> dict[str, ModelConfig]:
     table: dict[str, ModelConfig] = {}
     for scale, (depth, width, max_channels) in SCALES.items():
@@ -131,6 +144,7 @@ def _zoo() -> dict[str, ModelConfig]:
 
         table[f"erpose-{scale}"] = make("B5")
         table[f"yolopose-{scale}"] = make("B0")
+        table[f"erpose-{scale}-pt"] = ModelConfig(scale, depth, width, max_channels, pretrained_layout_head(scale), "B5")
         for step in ("B1", "B2", "B3", "B4"):
             table[f"erpose-{scale}-{step.lower()}"] = make(step)
     return table
