@@ -1,7 +1,9 @@
-"""``erpose convert``: COCO / CrowdPose keypoint JSON <-> ultralytics YOLO-pose.
+"""``erpose convert``: COCO / CrowdPose keypoint JSON <-> ultralytics YOLO-pose, and ultralytics
+YOLO11 pose checkpoints -> erpose checkpoints.
 
 Examples::
 
+    erpose convert yolo11n-pose.pt --out yolo11n-pose-erpose.pt
     erpose convert annotations/person_keypoints_val2017.json --out coco-yolo --split val
     erpose convert --from coco --to yolo ann.json --images val2017 --out coco-yolo --split val --copy
     erpose convert coco-yolo/data.yaml --split val --out val_gt.json
@@ -19,10 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "COCO -> YOLO: SOURCE is a COCO/CrowdPose keypoint JSON, --out a dataset root (gets images/SPLIT, "
         "labels/SPLIT and data.yaml). YOLO -> COCO: SOURCE is a data YAML, --out a JSON file. "
-        "The direction is inferred from SOURCE unless --from/--to say it."
+        "The direction is inferred from SOURCE unless --from/--to say it. "
+        "Weights: SOURCE an ultralytics YOLO11 pose .pt, --out the erpose checkpoint to write (read without "
+        "running its pickle; converted weights keep their source licence, AGPL-3.0 for ultralytics' releases)."
     )
-    parser.add_argument("source", help="COCO keypoint JSON or YOLO-pose data YAML")
-    parser.add_argument("--out", required=True, help="output dataset root (to yolo) or JSON file (to coco)")
+    parser.add_argument("source", help="COCO keypoint JSON, YOLO-pose data YAML, or ultralytics YOLO11 pose .pt")
+    parser.add_argument("--out", required=True,
+                        help="output dataset root (to yolo), JSON file (to coco) or erpose .pt (from a .pt)")
     parser.add_argument("--from", dest="src_format", choices=("coco", "crowdpose", "yolo"),
                         help="input format (default: from the SOURCE extension)")
     parser.add_argument("--to", dest="dst_format", choices=("coco", "yolo"), help="output format (default: the other one)")
@@ -39,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from erpose.data.convert import coco_to_yolo, yolo_to_coco
 
     source = Path(args.source)
+    if source.suffix.lower() in (".pt", ".pth"):
+        return convert_weights(source, Path(args.out))
     src = args.src_format or ("yolo" if source.suffix.lower() in (".yaml", ".yml") else "coco")
     dst = args.dst_format or ("coco" if src == "yolo" else "yolo")
     if (src == "yolo") == (dst == "yolo"):
@@ -58,4 +65,25 @@ def run(args: argparse.Namespace) -> int:
             from erpose.skeleton import CROWDPOSE14 as skeleton
         data_yaml = coco_to_yolo(source, args.images, args.out, split=split, images=mode, skeleton=skeleton)
         print(f"wrote {data_yaml} (split {split!r})")
+    return 0
+
+
+def convert_weights(source: Path, out: Path) -> int:
+    """An ultralytics YOLO11 pose checkpoint -> the equivalent ``yolopose-{scale}`` erpose checkpoint."""
+    from erpose.models.checkpoint import load_ultralytics_model, save_checkpoint
+    from erpose.models.ultralytics_reader import is_ultralytics_file
+
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: checkpoint not found")
+    if not is_ultralytics_file(source):
+        raise CLIError(f"{source}: not an ultralytics checkpoint (a torch zip whose pickle names ultralytics classes)")
+    if out.suffix.lower() not in (".pt", ".pth"):
+        raise CLIError(f"--out {out}: converting weights writes a .pt file")
+    if out.resolve() == source.resolve():
+        raise CLIError(f"--out {out}: would overwrite the source checkpoint")
+    model = load_ultralytics_model(source)
+    save_checkpoint(out, model, converted_from=str(source))
+    params = sum(p.numel() for p in model.parameters())
+    print(f"wrote {out}: yolopose-{model.config.scale} ({params:,} parameters, {model.num_keypoints} keypoints) "
+          f"from {source}; the weights keep their source licence")
     return 0

@@ -18,7 +18,7 @@ from dataclasses import replace
 from erpose.cli.main import CLIError
 
 #: Flags that map one-to-one onto TrainConfig fields.
-FLAGS = ("model", "data", "epochs", "imgsz", "batch", "device", "workers", "project", "name", "seed")
+FLAGS = ("model", "data", "epochs", "imgsz", "batch", "device", "workers", "project", "name", "seed", "pretrained")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model", help="zoo name (erpose-n, yolopose-n, ...) or checkpoint to fine-tune "
                                         "(default erpose-n)")
+    parser.add_argument("--pretrained", metavar="WEIGHTS.pt",
+                        help="initialise every layer that fits from these weights: an ultralytics YOLO11 pose or "
+                             "detection .pt, or an erpose checkpoint (e.g. --model erpose-n-pt --pretrained yolo11n-pose.pt)")
+    parser.add_argument("--freeze", metavar="MODULES",
+                        help="comma-separated sub-modules not to train, e.g. backbone,neck,head.keypoints,head.o2m")
     parser.add_argument("--data", help="SynthCrowd preset, data YAML or COCO keypoint JSON (default synthcrowd-train)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--imgsz", type=int, help="square input size, pixels (multiple of 32)")
@@ -56,6 +61,8 @@ def build_config(args: argparse.Namespace):
         flags = {name: getattr(args, name) for name in FLAGS if getattr(args, name, None) is not None}
         if args.exist_ok:
             flags["exist_ok"] = True
+        if args.freeze:
+            flags["freeze"] = tuple(part.strip() for part in args.freeze.split(",") if part.strip())
         config = replace(config, **flags)
         if args.overrides:
             if any(item.startswith("criterion.") for item in args.overrides):

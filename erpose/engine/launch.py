@@ -112,7 +112,15 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
     val_source = load_source(config.data, "val")
     skeleton = train_source.skeleton
     # NHWC convolutions: 15-25 % faster training steps on this CPU (oneDNN), and the usual choice on GPUs.
-    model = load_model(config.model, skeleton=skeleton).to(ctx.device, memory_format=torch.channels_last).train()
+    model = load_model(config.model, skeleton=skeleton)
+    if config.pretrained and state is None:
+        from erpose.models.pretrained import load_pretrained
+
+        report = load_pretrained(model, config.pretrained)
+        LOGGER.info("pretrained: %s", report.summary())
+    if config.freeze:
+        LOGGER.info("frozen (not trained): %s", ", ".join(model.freeze(config.freeze)))
+    model = model.to(ctx.device, memory_format=torch.channels_last).train()
     if state is not None:
         model.load_state_dict(state["train_state"]["model"])
     if ctx.world_size > 1 and ctx.device.type == "cuda":

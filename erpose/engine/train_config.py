@@ -52,6 +52,11 @@ class TrainConfig:
         augment: training augmentation (``augment.close_mosaic`` switches mosaic off for the last
             epochs).
         criterion: loss and assignment settings; None takes the default for the model's step.
+        pretrained: a checkpoint whose weights initialise every layer of ``model`` they fit (an
+            ultralytics YOLO11 pose or detection ``.pt``, or an erpose checkpoint); the rest
+            stays freshly initialised. Empty: no pretrained weights.
+        freeze: sub-modules not trained (their batch norms keep their statistics), e.g.
+            ``[backbone, neck, head.keypoints, head.o2m]`` to train only the o2o scores.
     """
 
     model: str = "erpose-n"
@@ -78,6 +83,8 @@ class TrainConfig:
     plots: bool = True
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(scale=0.25, mosaic=0.0))
     criterion: CriterionConfig | None = None
+    pretrained: str = ""
+    freeze: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from erpose.config import ConfigError
@@ -94,6 +101,10 @@ def model_step(model: str) -> str:
     """The ablation step (``B0``..``B5``) of a zoo name, model ``.yaml`` or checkpoint path."""
     if str(model).endswith(".pt"):
         from erpose.models.checkpoint import load_checkpoint
+        from erpose.models.ultralytics_reader import is_ultralytics_file
+
+        if is_ultralytics_file(model):
+            return "B0"  # a YOLO11 pose checkpoint loads as yolopose-{scale}
 
         return str(load_checkpoint(model)["config"]["step"])
     from erpose.models.zoo import get_config

@@ -51,6 +51,7 @@ class PoseModel(nn.Module):
         self.config = config
         self.skeleton = skeleton
         self.register_buffer("sigmas", torch.tensor(skeleton.sigmas, dtype=torch.float32), persistent=False)
+        self.frozen: tuple[str, ...] = ()
 
     @property
     def num_keypoints(self) -> int:
@@ -86,6 +87,37 @@ class PoseModel(nn.Module):
         if not torch.jit.is_tracing() and (images.shape[2] % MAX_STRIDE or images.shape[3] % MAX_STRIDE):
             raise ValueError(f"image sides must be multiples of {MAX_STRIDE}, got {tuple(images.shape[2:])}")
         return self.head(self.neck(self.backbone(images)))
+
+    def freeze(self, prefixes: tuple[str, ...] | list[str]) -> list[str]:
+        """Stop training the sub-modules named by ``prefixes`` (``backbone``, ``neck``, ``head.o2m``...).
+
+        Their parameters stop requiring gradients and their batch norms stay in eval mode
+        through ``train()``, so the running statistics a pretrained model brings are kept.
+
+        Returns:
+            The frozen module names.
+
+        Raises:
+            ValueError: a prefix that names no sub-module (the message lists the top-level ones).
+        """
+        modules = dict(self.named_modules())
+        unknown = [p for p in prefixes if p not in modules or p == ""]
+        if unknown:
+            known = sorted(n for n in modules if n.count(".") <= 1 and n and not n.split(".")[-1].isdigit())
+            raise ValueError(f"freeze: {unknown} name no module of this model; some that do: {known}")
+        for prefix in prefixes:
+            for param in modules[prefix].parameters():
+                param.requires_grad_(False)
+        self.frozen = tuple(dict.fromkeys((*self.frozen, *prefixes)))
+        return list(self.frozen)
+
+    def train(self, mode: bool = True) -> PoseModel:
+        super().train(mode)
+        modules = dict(self.named_modules())
+        for prefix in self.frozen:
+            if prefix in modules:
+                modules[prefix].eval()
+        return self
 
     def fuse(self) -> PoseModel:
         """Fold every Conv+BN pair (inference only); returns self."""

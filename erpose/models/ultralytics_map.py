@@ -203,8 +203,15 @@ def transfer_pretrained(model: PoseModel, checkpoint: UltralyticsCheckpoint) -> 
         A ``TransferReport``; the model's other tensors keep their fresh initialisation.
 
     Raises:
-        UltralyticsCheckpointError: not a YOLO11 checkpoint, or nothing of the backbone fits (another scale).
+        UltralyticsCheckpointError: not a YOLO11 checkpoint, another scale, or a backbone/neck tensor
+            that does not fit.
     """
+    scale = check_yolo11(checkpoint)
+    if scale != model.config.scale:
+        raise UltralyticsCheckpointError(
+            f"{checkpoint.source}: a YOLO11{scale} checkpoint does not fit {model.config.scale}-scale models "
+            f"(use an erpose-{scale} / yolopose-{scale} model)"
+        )
     candidates = candidate_weights(checkpoint)
     report = TransferReport(source=checkpoint.source)
     state = model.state_dict()
@@ -219,11 +226,10 @@ def transfer_pretrained(model: PoseModel, checkpoint: UltralyticsCheckpoint) -> 
         else:
             update[key] = value.to(tensor.dtype)
             report.loaded.append(key)
-    if not any(k.startswith("backbone.") for k in report.loaded):
-        scale = checkpoint.scale
+    mismatched = [k for k in report.fresh if not k.startswith("head.")]
+    if mismatched:
         raise UltralyticsCheckpointError(
-            f"{checkpoint.source}: a YOLO11{scale} checkpoint does not fit {model.config.scale}-scale models "
-            f"(use an erpose-{scale} / yolopose-{scale} model)"
+            f"{checkpoint.source}: backbone/neck tensor {mismatched[0]} does not fit ({report.fresh[mismatched[0]]})"
         )
     model.load_state_dict(update, strict=False)
     return report
