@@ -1,6 +1,6 @@
 """The allowlist reader of ultralytics checkpoints and the exact YOLO11 -> yolopose mapping,
 on checkpoints written by the test (``ultralytics_fakes``); the real release file is in
-``test_yolo11_fixture.py``."""
+``tests/pretrained/test_yolo11n_pose.py``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ultralytics_fakes import write_fake_yolo11
 
 from erpose.models.checkpoint import CheckpointError, load_checkpoint, load_model
 from erpose.models.pretrained import load_pretrained
@@ -24,7 +25,6 @@ from erpose.models.ultralytics_reader import (
 )
 from erpose.models.zoo import build_model
 from erpose.skeleton import CROWDPOSE14
-from tests.models.ultralytics_fakes import write_fake_yolo11
 
 
 def _realistic(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
