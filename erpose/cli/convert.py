@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="split name: written as images/SPLIT (to yolo, default: from the JSON name, e.g. val2017) "
                              "or read from the YAML (to coco, default: val)")
     parser.add_argument("--images", default=None, help="image folder of the COCO JSON (default: inferred from the COCO layout)")
+    parser.add_argument("--model", default=None,
+                        help="weights conversion only: zoo layout to fill (default yolopose-SCALE, exact); another "
+                             "layout, e.g. erpose-n-pt or erpose-n-b1, takes every tensor that fits")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--copy", action="store_true", help="copy images instead of symlinking them (to yolo)")
     group.add_argument("--no-images", action="store_true", help="write labels and data.yaml only (to yolo)")
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     source = Path(args.source)
     if source.suffix.lower() in (".pt", ".pth"):
-        return convert_weights(source, Path(args.out))
+        return convert_weights(source, Path(args.out), args.model)
     src = args.src_format or ("yolo" if source.suffix.lower() in (".yaml", ".yml") else "coco")
     dst = args.dst_format or ("coco" if src == "yolo" else "yolo")
     if (src == "yolo") == (dst == "yolo"):
@@ -68,9 +71,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def convert_weights(source: Path, out: Path) -> int:
-    """An ultralytics YOLO11 pose checkpoint -> the equivalent ``yolopose-{scale}`` erpose checkpoint."""
-    from erpose.models.checkpoint import load_ultralytics_model, save_checkpoint
+def convert_weights(source: Path, out: Path, model_name: str | None = None) -> int:
+    """An ultralytics YOLO11 checkpoint -> an erpose checkpoint: ``yolopose-{scale}`` exactly, or the
+    zoo layout ``model_name`` with every tensor that fits (the rest freshly initialised)."""
+    from erpose.models.checkpoint import CheckpointError, load_ultralytics_model, save_checkpoint
     from erpose.models.ultralytics_reader import is_ultralytics_file
 
     if not source.is_file():
@@ -81,9 +85,24 @@ def convert_weights(source: Path, out: Path) -> int:
         raise CLIError(f"--out {out}: converting weights writes a .pt file")
     if out.resolve() == source.resolve():
         raise CLIError(f"--out {out}: would overwrite the source checkpoint")
-    model = load_ultralytics_model(source)
+    if model_name is None:
+        model = load_ultralytics_model(source)
+        note = ""
+    else:
+        from erpose.models.pretrained import load_pretrained
+        from erpose.models.ultralytics_map import checkpoint_skeleton
+        from erpose.models.ultralytics_reader import UltralyticsCheckpointError, read_ultralytics
+        from erpose.models.zoo import build_model
+
+        try:
+            model = build_model(model_name, checkpoint_skeleton(read_ultralytics(source)))
+        except UltralyticsCheckpointError as exc:
+            raise CheckpointError(str(exc)) from None
+        note = f"; {load_pretrained(model, source).summary()}"
+        model.eval()
     save_checkpoint(out, model, converted_from=str(source))
     params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {out}: yolopose-{model.config.scale} ({params:,} parameters, {model.num_keypoints} keypoints) "
-          f"from {source}; the weights keep their source licence")
+    name = model_name or f"yolopose-{model.config.scale}"
+    print(f"wrote {out}: {name} ({params:,} parameters, {model.num_keypoints} keypoints) from {source}{note}; "
+          "the weights keep their source licence")
     return 0

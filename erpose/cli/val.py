@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conf", type=float, default=0.001, help="minimum person score kept")
     parser.add_argument("--max-det", type=int, default=20,
                         help="persons kept per image (COCO and CrowdPose score the best 20)")
+    parser.add_argument("--iou", type=float, default=0.7,
+                        help="NMS threshold of models that need NMS: box IoU (yolopose, B0) or OKS (B1..B4); "
+                             "NMS-free ER-Pose ignores it")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, N or mps")
     parser.add_argument("--workers", type=int, default=0, help="data loading worker processes")
     parser.add_argument("--crowdpose", choices=("auto", "on", "off"), default="auto",
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         result = validate(
             args.weights, source, imgsz=args.imgsz, batch_size=args.batch, conf=args.conf,
             max_det=args.max_det, device=args.device, progress=not args.no_progress,
-            crowdpose=args.crowdpose, sigmas=sigmas, workers=args.workers,
+            crowdpose=args.crowdpose, sigmas=sigmas, workers=args.workers, iou=args.iou,
         )
         metrics, protocol, detections = result.metrics, result.protocol, result.detections
         report.update(weights=args.weights, num_images=result.num_images, speed_ms=result.speed)

@@ -159,6 +159,7 @@ def predict_dataset(
     device: str = "cpu",
     progress: bool = True,
     workers: int = 0,
+    iou: float = 0.7,
 ) -> tuple[list[dict], int, dict[str, float]]:
     """Run ``model`` over every sample of ``source``; returns (COCO results, images, ms per image)."""
     import torch
@@ -189,7 +190,7 @@ def predict_dataset(
             start = time.perf_counter()
             times["preprocess"] += start - tick
             with torch.inference_mode():
-                outputs = model.predict(images, conf=conf, max_det=max_det)
+                outputs = model.predict(images, conf=conf, max_det=max_det, iou=iou)
             if torch_device.type == "cuda":
                 torch.cuda.synchronize(torch_device)
             middle = time.perf_counter()
@@ -228,6 +229,7 @@ def validate(
     crowdpose: str = "auto",
     sigmas: Sequence[float] | None = None,
     workers: int = 0,
+    iou: float = 0.7,
 ) -> ValidationResult:
     """Predict every image of a dataset split and compute COCO (or CrowdPose) keypoint AP.
 
@@ -246,6 +248,8 @@ def validate(
         crowdpose: ``"auto"``, ``"on"`` or ``"off"`` (see ``evaluate_detections``).
         sigmas: OKS sigmas; None takes the dataset skeleton's.
         workers: DataLoader worker processes.
+        iou: NMS threshold of the models that need NMS (box IoU for B0, OKS for B1..B4); an
+            NMS-free model ignores it.
 
     Returns:
         ``ValidationResult`` with metrics and the COCO results in original pixels.
@@ -258,7 +262,7 @@ def validate(
             f"has {source.skeleton.num_keypoints}"
         )
     detections, num_images, speed = predict_dataset(
-        model, source, imgsz, batch_size, conf, max_det, device, progress, workers
+        model, source, imgsz, batch_size, conf, max_det, device, progress, workers, iou
     )
     ground_truth = ground_truth_of(source)
     metrics, protocol = evaluate_detections(

@@ -21,7 +21,12 @@ def test_zoo_names_and_steps():
         assert get_config(f"yolopose-{scale}").step == "B0"
         for step in range(1, 5):
             assert get_config(f"erpose-{scale}-b{step}").step == f"B{step}"
-    assert len(MODEL_NAMES) == 30
+    assert len(MODEL_NAMES) == 35
+    # The pre-training layout: the baseline's branch shapes under an o2o ER head.
+    for scale in "nsmlx":
+        pt, baseline = build_model(f"erpose-{scale}-pt").head, build_model(f"yolopose-{scale}").head
+        assert get_config(f"erpose-{scale}-pt").step == "B5" and pt.o2o is not None
+        assert (pt.score_width, pt.keypoint_width) == (baseline.score_width, baseline.keypoint_width)
     assert get_config("erpose-x") == ModelConfig(
         "x", 1.0, 1.5, 512, HeadConfig(score_width=384, keypoint_separable=True), "B5")
     # the ER score branch is as wide as the baseline's class branch (the P3 channel count)
