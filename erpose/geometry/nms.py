@@ -94,3 +94,39 @@ def oks_nms(
     similarity = pairwise_oks(xy, as_ground_truth, gt_areas, sigmas.to(xy))  # (G = better i, P = j)
     keep = greedy_keep(similarity, threshold)
     return order[keep]
+
+
+def nms_distillation_targets(
+    scores: torch.Tensor,
+    keypoints: torch.Tensor,
+    sigmas: torch.Tensor,
+    threshold: float = 0.5,
+    min_score: float = 0.01,
+    max_candidates: int = 300,
+) -> torch.Tensor:
+    """One-to-one score targets distilled from a one-to-many branch: its output after OKS-NMS.
+
+    The anchors that OKS-NMS keeps get their own score as the target, every other anchor 0: an
+    NMS-free branch trained on these reproduces the teacher's NMS output, ranking included, and
+    needs no labels (unlabelled people in the image are the teacher's to find).
+
+    Args:
+        scores: (B, A) teacher score probabilities.
+        keypoints: (B, A, K, 2 or 3) teacher keypoints, pixels.
+        sigmas: (K,) OKS sigmas.
+        threshold: OKS-NMS threshold.
+        min_score: anchors scoring below this never become targets.
+        max_candidates: best-scoring anchors per image that enter the NMS.
+
+    Returns:
+        (B, A) float targets in [0, 1].
+    """
+    targets = torch.zeros_like(scores)
+    for image in range(scores.shape[0]):  # per image: NMS is a set operation within one image
+        candidates = (scores[image] >= min_score).nonzero(as_tuple=True)[0]
+        if candidates.numel() == 0:
+            continue
+        candidates = candidates[scores[image, candidates].argsort(descending=True)[:max_candidates]]
+        kept = candidates[oks_nms(keypoints[image, candidates], scores[image, candidates], sigmas, threshold)]
+        targets[image, kept] = scores[image, kept]
+    return targets

@@ -23,6 +23,7 @@ from erpose.config import ConfigError
 from erpose.data.sample import PoseBatch
 from erpose.geometry.assign import Assignment, assign_by_box_iou, assign_by_keypoints
 from erpose.geometry.boxes import box_areas, boxes_to_distances
+from erpose.geometry.nms import nms_distillation_targets
 from erpose.models.losses import (
     box_loss,
     distribution_focal_loss,
@@ -54,6 +55,12 @@ class AssignConfig:
         level_gate: restrict candidates to levels with ``level_band[0] <= sqrt(A)/stride <= level_band[1]``
             (plus the best-fitting level).
         level_band: the gate's bounds.
+        o2o_targets: score targets of the o2o copy: ``"labels"`` (top-1 assignment to the labelled
+            people) or ``"distill"`` (the o2m copy's own output after OKS-NMS at ``distill_oks``,
+            each kept anchor's o2m score as its target; see ``nms_distillation_targets``). Distilling
+            needs a trained o2m copy, e.g. from YOLO11 weights (docs/pretrained.md).
+        distill_oks: OKS-NMS threshold of the distillation targets.
+        distill_min_score: o2m scores below this are never distillation targets.
     """
 
     alpha: float = 0.5
@@ -68,10 +75,15 @@ class AssignConfig:
     # tuple[float, ...] rather than tuple[float, float]: erpose.config's fixed-length tuple
     # coercion is broken at the time of writing; the length is checked below instead.
     level_band: tuple[float, ...] = (2.0, 8.0)
+    o2o_targets: Literal["labels", "distill"] = "labels"
+    distill_oks: float = 0.5
+    distill_min_score: float = 0.01
 
     def __post_init__(self) -> None:
         if len(self.level_band) != 2 or not 0 < self.level_band[0] <= self.level_band[1]:
             raise ConfigError(f"assign.level_band must be (low, high) with 0 < low <= high, got {self.level_band}")
+        if self.o2o_targets not in ("labels", "distill"):
+            raise ConfigError(f"assign.o2o_targets must be 'labels' or 'distill', got {self.o2o_targets!r}")
         if self.topk < 1:
             raise ConfigError(f"assign.topk must be at least 1, got {self.topk}")
 
@@ -172,6 +184,9 @@ class Criterion(nn.Module):
         if head_output.o2o is not None:
             branches.append(("o2o_", head_output.o2o, 1))
         for prefix, branch, topk in branches:
+            if prefix and self.config.assign.o2o_targets == "distill":
+                terms.update({prefix + name: value for name, value in self.distill_losses(branch, head_output.o2m).items()})
+                continue
             assignment = self.assign(branch, head_output, batch, topk)
             for name, value in self.branch_losses(branch, assignment, head_output).items():
                 if prefix and name in ("kpt", "vis"):
@@ -181,6 +196,21 @@ class Criterion(nn.Module):
         if self.config.loss.scale_by_batch:
             total = total * branch.scores.shape[0]
         return total, {name: value.detach() for name, value in terms.items()}
+
+    def distill_losses(self, o2o: BranchOutput, o2m: BranchOutput) -> dict[str, torch.Tensor]:
+        """o2o score BCE against the o2m copy's OKS-NMS output (``AssignConfig.o2o_targets="distill"``).
+
+        The keypoint terms are zero (kept in the graph): the keypoints are the o2m copy's to learn.
+        """
+        cfg = self.config.assign
+        targets = nms_distillation_targets(
+            o2m.scores.detach().float().sigmoid(), o2m.keypoints.detach().float(), self.sigmas,
+            cfg.distill_oks, cfg.distill_min_score,
+        )
+        zero = o2o.keypoints.sum() * 0.0
+        no_ignore = torch.zeros_like(targets, dtype=torch.bool)
+        return {"score": self.config.loss.score * score_loss(o2o.scores.float(), targets, no_ignore),
+                "kpt": zero, "vis": zero}
 
     def assign(self, branch: BranchOutput, head_output: HeadOutput, batch: PoseBatch, topk: int) -> Assignment:
         """Run the configured assigner on one branch's (detached) predictions."""

@@ -218,3 +218,37 @@ def test_step_mapping_er_pose_keeps_the_plain_loss():
     assert b5.assign == b3.assign and (b5.loss.kpt_loss, b5.loss.kpt_area) == ("plain", "box")
     assert (b4.loss.kpt_loss, b4.loss.kpt_area) == ("smooth", "area") and b4.assign == b5.assign
     assert default_criterion_config("B0").assign.metric == "box_iou"
+
+
+def test_o2o_distillation_targets_are_the_o2m_nms_output():
+    """``o2o_targets="distill"``: the o2o BCE's targets are o2m's OKS-NMS survivors with their scores."""
+    import torch.nn.functional as F
+
+    from erpose.geometry.nms import nms_distillation_targets
+
+    b5 = default_criterion_config("B5")
+    config = dataclasses.replace(b5, assign=dataclasses.replace(b5.assign, o2o_targets="distill"))
+    output = make_output(2, o2o=True)
+    total, items = build_criterion(get_config("erpose-n"), COCO17, config)(output, make_batch())
+    assert set(items) == {"kpt", "vis", "score", "o2o_kpt", "o2o_vis", "o2o_score"}
+    assert items["o2o_kpt"] == 0 and items["o2o_vis"] == 0
+    sigmas = torch.tensor(COCO17.sigmas)
+    targets = nms_distillation_targets(output.o2m.scores.detach().sigmoid(), output.o2m.keypoints.detach(), sigmas)
+    expected = F.binary_cross_entropy_with_logits(output.o2o.scores.detach(), targets, reduction="sum")
+    expected = config.loss.score * expected / targets.sum().clamp(min=1.0)
+    assert items["o2o_score"].item() == pytest.approx(expected.item(), rel=1e-5)
+    total.backward()
+    assert output.o2o.scores.grad is not None and output.o2o.scores.grad.abs().sum() > 0
+
+
+def test_distillation_targets_hand_case():
+    from erpose.geometry.nms import nms_distillation_targets
+
+    keypoints = torch.zeros(1, 4, K, 2)
+    keypoints[0, 0] = torch.rand(K, 2, generator=torch.Generator().manual_seed(0)) * 100
+    keypoints[0, 1] = keypoints[0, 0] + 0.5  # a duplicate of pose 0
+    keypoints[0, 2] = keypoints[0, 0] + 300  # another person
+    keypoints[0, 3] = keypoints[0, 0] + 600  # below min_score
+    scores = torch.tensor([[0.8, 0.9, 0.3, 0.005]])
+    targets = nms_distillation_targets(scores, keypoints, torch.tensor(COCO17.sigmas), threshold=0.5, min_score=0.01)
+    assert targets[0].tolist() == pytest.approx([0.0, 0.9, 0.3, 0.0])
