@@ -169,6 +169,8 @@ def predict_dataset(
     from erpose.runtime.letterbox import unletterbox_keypoints
 
     torch_device = parse_device(device)
+    # Only models that apply NMS take its threshold (duck-typed models may lack the argument).
+    nms_options = {"iou": iou} if getattr(model, "needs_nms", False) else {}
     dataset = PoseDataset(source, imgsz=imgsz, augment=None)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate
@@ -190,7 +192,7 @@ def predict_dataset(
             start = time.perf_counter()
             times["preprocess"] += start - tick
             with torch.inference_mode():
-                outputs = model.predict(images, conf=conf, max_det=max_det, iou=iou)
+                outputs = model.predict(images, conf=conf, max_det=max_det, **nms_options)
             if torch_device.type == "cuda":
                 torch.cuda.synchronize(torch_device)
             middle = time.perf_counter()
@@ -255,10 +257,11 @@ def validate(
         ``ValidationResult`` with metrics and the COCO results in original pixels.
     """
     source = _resolve_source(source, split)
+    model_name = f"{model}: model" if isinstance(model, (str, Path)) else "model"
     model = _resolve_model(model, source.skeleton)
     if model.skeleton.num_keypoints != source.skeleton.num_keypoints:
         raise ValueError(
-            f"model predicts {model.skeleton.num_keypoints} keypoints but {source.name or 'the dataset'} "
+            f"{model_name} predicts {model.skeleton.num_keypoints} keypoints but {source.name or 'the dataset'} "
             f"has {source.skeleton.num_keypoints}"
         )
     detections, num_images, speed = predict_dataset(

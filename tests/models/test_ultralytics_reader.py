@@ -238,3 +238,25 @@ def test_a_global_hidden_inside_an_ultralytics_file_is_refused(fake_n, tmp_path)
 class _EvalCall:
     def __reduce__(self):
         return (eval, ("1 + 1",))
+
+
+def test_cli_names_a_keypoint_count_that_does_not_match_the_data(fake_n, tmp_path, capsys):
+    import cv2
+    import numpy as np
+    import yaml
+
+    from erpose.cli.main import main
+
+    path, _ = fake_n
+    (tmp_path / "images" / "val").mkdir(parents=True)
+    (tmp_path / "labels" / "val").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "images" / "val" / "a.jpg"), np.zeros((48, 64, 3), np.uint8))
+    (tmp_path / "labels" / "val" / "a.txt").write_text("0 0.5 0.5 0.2 0.2 0.5 0.5 2 0.6 0.6 2 0.4 0.4 2\n")
+    spec = {"path": str(tmp_path), "train": "images/val", "val": "images/val", "kpt_shape": [3, 3],
+            "flip_idx": [0, 1, 2], "kpt_oks_sigmas": [0.05] * 3, "names": {0: "person"}}
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(spec))
+    code = main(["val", "--weights", str(path), "--data", str(tmp_path / "data.yaml"), "--imgsz", "64",
+                 "--no-progress", "--out", str(tmp_path / "val")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert str(path) in err[0] and "predicts 17 keypoints" in err[0] and "has 3" in err[0]
