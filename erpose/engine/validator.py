@@ -21,6 +21,7 @@ import numpy as np
 from erpose.eval.coco import EvaluationError, evaluate_keypoints
 from erpose.eval.crowdpose import evaluate_crowdpose, has_crowd_index
 from erpose.eval.results import detections_to_results
+from erpose.limits import MAX_BATCH, MAX_DET, check_imgsz, check_size
 from erpose.skeleton import COCO17, CROWDPOSE14
 
 logger = logging.getLogger(__name__)
@@ -250,6 +251,9 @@ def validate(
     Returns:
         ``ValidationResult`` with metrics and the COCO results in original pixels.
     """
+    check_imgsz(imgsz)
+    check_size("batch", batch_size, MAX_BATCH)
+    check_size("max_det", max_det, MAX_DET)
     source = _resolve_source(source, split)
     model = _resolve_model(model, source.skeleton)
     if model.skeleton.num_keypoints != source.skeleton.num_keypoints:

@@ -26,6 +26,7 @@ import torch
 
 from erpose import __version__
 from erpose.files import check_output_file, target_error
+from erpose.limits import MAX_BATCH, MAX_DET, check_imgsz, check_size
 from erpose.runtime.session import ExportMetadata
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,12 @@ class OnnxExportConfig:
     max_det: int | None = None
     opset: int = 17
     simplify: bool = False
+
+    def __post_init__(self) -> None:
+        check_imgsz(self.imgsz)
+        check_size("batch", self.batch, MAX_BATCH)
+        if self.max_det is not None:
+            check_size("max_det", self.max_det, MAX_DET)
 
     @property
     def size(self) -> tuple[int, int]:
