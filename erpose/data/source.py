@@ -8,6 +8,7 @@ COCO-format annotation file that evaluation should score against.
 from __future__ import annotations
 
 import importlib
+import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from erpose.data.errors import DatasetError, LoadReport
 from erpose.data.sample import Sample
 from erpose.images import check_pixels
 from erpose.skeleton import Skeleton
+
+logger = logging.getLogger("erpose.data")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -99,6 +102,8 @@ def finish_source(source: DatasetSource, path: str | Path) -> DatasetSource:
     """Log the summary; raise if no usable sample is left (naming ``path``)."""
     source.report.images = len(source.samples)
     source.report.log_summary(source.name)
+    if source.samples and source.report.persons == 0:
+        logger.warning("%s: no labelled person in any of its %d images", source.name, len(source.samples))
     if not source.samples:
         reasons = source.report.skipped_reasons
         detail = f" ({', '.join(f'{k} x{v}' for k, v in sorted(reasons.items()))})" if reasons else ""
