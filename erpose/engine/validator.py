@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from erpose.eval.coco import EvaluationError, evaluate_keypoints
+from erpose.eval.coco import EvaluationError, evaluate_keypoints, num_keypoints_of
 from erpose.eval.crowdpose import evaluate_crowdpose, has_crowd_index
 from erpose.eval.results import detections_to_results
 from erpose.limits import MAX_BATCH, MAX_DET, check_imgsz, check_size
@@ -67,8 +67,8 @@ def load_ground_truth(ground_truth: dict | str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"ground-truth file not found: {path}")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EvaluationError(f"{path}: not valid JSON ({exc})") from None
 
 
@@ -97,8 +97,11 @@ def evaluate_detections(
     if crowdpose not in CROWDPOSE_MODES:
         raise ValueError(f"crowdpose must be one of {CROWDPOSE_MODES}, got {crowdpose!r}")
     gt = load_ground_truth(ground_truth)
-    annotations = gt.get("annotations") or []
-    num_keypoints = len(annotations[0].get("keypoints", [])) // 3 if annotations else 0
+    if not isinstance(gt, dict) or not isinstance(gt.get("annotations"), list):
+        label = ground_truth if isinstance(ground_truth, (str, Path)) else "ground truth"
+        raise EvaluationError(f"{label}: not a COCO annotation file (needs 'images' and 'annotations')")
+    annotations = [ann for ann in gt["annotations"] if isinstance(ann, dict)]
+    num_keypoints = num_keypoints_of(gt)
     if sigmas is None and num_keypoints:
         sigmas = default_sigmas(num_keypoints)
     use_crowd = crowdpose == "on" or (crowdpose == "auto" and has_crowd_index(gt))
@@ -121,14 +124,34 @@ def evaluate_detections(
     return metrics, "coco"
 
 
-def ground_truth_of(source: Any) -> dict | str:
-    """The COCO ground truth of a ``DatasetSource``: its annotation JSON, else one built from samples."""
+def ground_truth_of(source: Any) -> dict:
+    """The COCO ground truth of a ``DatasetSource``: exactly what its reader accepted.
+
+    A source read from an annotation JSON gives that file restricted to the images the reader
+    kept and to the annotations it accepted there (values untouched, so the metrics are those of
+    the file); an image skipped for a bad annotation, an annotation of an unknown image or of
+    another category is not scored. Other sources give the COCO dict built from their samples.
+    """
     annotation_file = getattr(source, "annotation_file", None)
     if annotation_file and Path(annotation_file).is_file():
-        return annotation_file
+        return accepted_ground_truth(load_ground_truth(annotation_file), source)
     from erpose.data.convert import source_to_coco_dict
 
     return source_to_coco_dict(source)
+
+
+def accepted_ground_truth(ground_truth: dict, source: Any) -> dict:
+    """``ground_truth`` (the source's annotation file) keeping only its samples and their annotations."""
+    accepted: dict[int, set[int]] = {}
+    for sample in source.samples:
+        ids = {int(i) for i in sample.annotations.annotation_ids}
+        ids.update(int(i) for i in sample.extra.get("ignore_ids", ()))
+        accepted[int(sample.image_id)] = ids
+    images = [image for image in ground_truth["images"] if image.get("id") in accepted]
+    annotations = [ann for ann in ground_truth["annotations"]
+                   if isinstance(ann.get("image_id"), int) and ann["image_id"] in accepted
+                   and ann.get("id", -1) in accepted[ann["image_id"]]]
+    return {**ground_truth, "images": images, "annotations": annotations}
 
 
 def _resolve_model(model: Any, skeleton: Any) -> Any:

@@ -107,9 +107,9 @@ def load_results(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"results file not found: {path}")
     try:
-        with path.open() as stream:
+        with path.open(encoding="utf-8") as stream:
             data = json.load(stream)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EvaluationError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, list):
         raise EvaluationError(f"{path}: COCO results must be a JSON list of detections")
