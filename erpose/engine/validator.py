@@ -8,7 +8,6 @@ COCO dict built from the samples).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from erpose.eval.coco import EvaluationError, evaluate_keypoints, num_keypoints_of
+from erpose.eval.coco import EvaluationError, FileDict, evaluate_keypoints, num_keypoints_of, read_json_file
 from erpose.eval.crowdpose import evaluate_crowdpose, has_crowd_index
 from erpose.eval.results import detections_to_results
 from erpose.limits import MAX_BATCH, MAX_DET, check_imgsz, check_size
@@ -63,13 +62,7 @@ def load_ground_truth(ground_truth: dict | str | Path) -> dict:
     """A COCO keypoint dict from a dict or JSON path (raises naming the file)."""
     if isinstance(ground_truth, dict):
         return ground_truth
-    path = Path(ground_truth)
-    if not path.is_file():
-        raise FileNotFoundError(f"ground-truth file not found: {path}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EvaluationError(f"{path}: not valid JSON ({exc})") from None
+    return read_json_file(ground_truth, "ground-truth")  # remembers the file for later messages
 
 
 def evaluate_detections(
@@ -151,7 +144,9 @@ def accepted_ground_truth(ground_truth: dict, source: Any) -> dict:
     annotations = [ann for ann in ground_truth["annotations"]
                    if isinstance(ann.get("image_id"), int) and ann["image_id"] in accepted
                    and ann.get("id", -1) in accepted[ann["image_id"]]]
-    return {**ground_truth, "images": images, "annotations": annotations}
+    kept = FileDict({**ground_truth, "images": images, "annotations": annotations})
+    kept.path = getattr(ground_truth, "path", "")
+    return kept
 
 
 def _resolve_model(model: Any, skeleton: Any) -> Any:

@@ -46,18 +46,51 @@ def _silent(*args, **kwargs) -> None:
     """faster-coco-eval reports progress through a print function; keep it quiet."""
 
 
-def _read_json(source: dict | list | str | Path, what: str) -> tuple[dict | list, str]:
-    """Return (parsed object, label for messages); dicts and lists are used as they are."""
-    if isinstance(source, (dict, list)):
-        return source, what
-    path = Path(source)
+class JsonFromFile:
+    """Mixin of :class:`FileDict` / :class:`FileList`: parsed JSON that remembers its file.
+
+    Callers (``erpose val``, the validator) load a file once and pass the parsed object on;
+    every error found later still names the file instead of "ground truth" or "detections".
+    """
+
+    path: str = ""
+
+
+class FileDict(dict, JsonFromFile):
+    """A JSON object read from :attr:`path`."""
+
+
+class FileList(list, JsonFromFile):
+    """A JSON list read from :attr:`path`."""
+
+
+def read_json_file(path: str | Path, what: str) -> FileDict | FileList | object:
+    """Parse a JSON file; objects and lists come back labelled with the file (see :class:`JsonFromFile`).
+
+    Raises:
+        FileNotFoundError: no such file.
+        EvaluationError: not valid UTF-8 JSON, naming the file.
+    """
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
     try:
         with path.open(encoding="utf-8") as handle:
-            return json.load(handle), str(path)
+            data = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EvaluationError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(data, (dict, list)):
+        data = (FileDict if isinstance(data, dict) else FileList)(data)
+        data.path = str(path)
+    return data
+
+
+def _read_json(source: dict | list | str | Path, what: str) -> tuple[dict | list, str]:
+    """Return (parsed object, label for messages); dicts and lists are used as they are."""
+    if isinstance(source, (dict, list)):
+        return source, getattr(source, "path", "") or what
+    data = read_json_file(source, what)
+    return data, str(source)
 
 
 def keypoint_values(values: object, num_keypoints: int | None, where: str) -> np.ndarray:
