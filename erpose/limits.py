@@ -37,7 +37,7 @@ def check_size(name: str, value: object, limit: int, unit: str = "") -> int:
     Raises:
         LimitError: not a positive integer, or above ``limit``.
     """
-    if isinstance(value, bool) or not isinstance(value, int) and not (hasattr(value, "__index__")):
+    if isinstance(value, bool) or not hasattr(value, "__index__"):  # int and numpy integers have it
         raise LimitError(f"{name} must be a positive integer, got {value!r}")
     number = int(value)  # numpy integers too
     if number < 1:
