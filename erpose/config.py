@@ -141,9 +141,11 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (not UTF-8), so not a YAML config") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a mapping at top level")
     return from_dict(cls, data, str(path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from erpose import __version__
@@ -24,6 +25,19 @@ VERBS = {
 
 class CLIError(Exception):
     """An error the CLI reports as one line (no traceback) with exit status 2."""
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for an error: an ``OSError`` as ``path: reason``, anything else as its message."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        # A failed rename (the last step of every atomic write) is about its target, the user's path.
+        path = exc.filename2 if exc.filename2 is not None else exc.filename
+        reason = exc.strerror
+        if isinstance(exc, FileExistsError) and os.path.isfile(path):
+            reason = "is a file, so no folder can be made there"
+        return f"{path}: {reason}"
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(line.strip() for line in text.splitlines())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,13 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except CLIError as exc:
-        print(f"erpose {args.verb}: error: {exc}", file=sys.stderr)
+        print(f"erpose {args.verb}: error: {error_line(exc)}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         # Library errors name the file and the problem; the user needs that line, not a traceback.
+        # OSError covers every file-system refusal (a directory where a file goes, no permission,
+        # a read-only file system, a path under a file, a full disk): all name the path.
         if args.verbose:
             raise
-        print(f"erpose {args.verb}: error: {exc}", file=sys.stderr)
+        print(f"erpose {args.verb}: error: {error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"erpose {args.verb}: interrupted", file=sys.stderr)

@@ -147,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         outputs.close()
     elapsed = time.perf_counter() - start
     if frames == 0:
-        raise CLIError(f"no readable image or frame in {args.source} ({len(source.skipped)} skipped)")
+        first = f"; {source.skipped[0][0]}: {source.skipped[0][2]}" if source.skipped else ""
+        raise CLIError(f"no readable image or frame in {args.source} ({len(source.skipped)} skipped{first})")
     speed = predictor.speed()
     per_image = sum(speed.values())
     print(f"{frames} image(s), {people} people in {elapsed:.2f} s: {frames / elapsed:.1f} images/s end to end; "

@@ -90,11 +90,23 @@ def _write_json(path: Path, data) -> Path:
     return save_metrics(data, path)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse output paths that cannot be files before the model runs over the whole split."""
+    from erpose.files import check_output_file
+
+    out = args.out or (DEFAULT_OUT if args.weights else None)
+    if out is not None:
+        check_output_file(Path(out) / "metrics.json")
+    if args.weights:
+        check_output_file(Path(args.save_json) if args.save_json else Path(out) / "predictions.json")
+
+
 def run(args: argparse.Namespace) -> int:
     from erpose.engine.validator import evaluate_detections, ground_truth_of, load_ground_truth, validate
     from erpose.eval.results import load_results, save_results
 
     sigmas = _parse_sigmas(args.sigmas)
+    _check_outputs(args)
     report = {"data": args.data}
     if args.predictions:
         if args.save_json:

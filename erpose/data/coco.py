@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -65,25 +66,41 @@ def read_coco(
     per_image: dict[int, list[dict]] = {}
     images: dict[int, dict] = {}
     bad_images: set[int] = set()
-    for image in data["images"]:
-        image_id = image.get("id")
+    for index, image in enumerate(data["images"]):
+        image_id = image.get("id") if isinstance(image, dict) else None
         if not isinstance(image_id, int) or image_id in images:
-            report.add(f"{path}: image {image_id!r}", "bad image entry", "missing or duplicate image id")
+            report.add(f"{path}: images[{index}] (id {image_id!r})", "bad image entry", "missing or duplicate image id")
             continue
         images[image_id] = image
         per_image[image_id] = []
-    for ann in data["annotations"]:
+    seen_ids: dict[object, int] = {}
+    for index, ann in enumerate(data["annotations"]):
+        where = f"{path}: annotations[{index}] (id {ann.get('id') if isinstance(ann, dict) else None!r})"
+        if not isinstance(ann, dict):
+            report.add(where, "bad annotation", "not a JSON object")
+            continue
         if category is not None and ann.get("category_id", category) != category:
             continue
         image_id = ann.get("image_id")
-        if image_id not in images:
-            report.add(f"{path}: annotation {ann.get('id')}", "unknown image", f"image_id {image_id!r} not in images")
+        if not isinstance(image_id, int) or image_id not in images:
+            report.add(where, "unknown image", f"image_id {image_id!r} not in images")
             continue
+        ann_id = ann.get("id")
+        if ann_id is not None and isinstance(ann_id, (int, str)):
+            if ann_id in seen_ids:
+                # Evaluation matches by annotation id: two with one id would score as one.
+                report.add(where, "duplicate annotation id",
+                           f"id {ann_id!r} already used by annotations[{seen_ids[ann_id]}] (image skipped)")
+                bad_images.add(image_id)
+                continue
+            seen_ids[ann_id] = index
         per_image[image_id].append(ann)
 
     samples: list[Sample] = []
     for image_id, image in images.items():
         where = f"{path}: image {image_id}"
+        if image_id in bad_images:
+            continue
         try:
             width, height = _positive_size(image)
             anns, extra = _parse_annotations(per_image[image_id], k, width, height, where, report)
@@ -145,7 +162,10 @@ def _person_category(data: dict, path: Path) -> tuple[int | None, list[str] | No
 
 def _skeleton_for(names: list[str] | None, data: dict, path: Path) -> Skeleton:
     if names is None:
-        k = next((len(a["keypoints"]) // 3 for a in data["annotations"] if a.get("keypoints")), 17)
+        # The most common length, so that one malformed annotation is the one reported.
+        lengths = Counter(len(a["keypoints"]) for a in data["annotations"]
+                          if isinstance(a, dict) and isinstance(a.get("keypoints"), list) and a["keypoints"])
+        k = lengths.most_common(1)[0][0] // 3 if lengths else 17
         if k == 17:
             return COCO17
         if k == 14 and any("crowdIndex" in im for im in data["images"]):
@@ -212,13 +232,21 @@ def _parse_annotations(
     person = np.zeros(len(anns), bool)
     crowd = np.zeros(len(anns), bool)
     for i, ann in enumerate(anns):
-        kp = ann.get("keypoints") or [0] * (3 * k)
-        try:
-            kp = np.asarray(kp, np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"annotation {ann.get('id')}: non-numeric keypoints") from None
+        kp = ann.get("keypoints", [0] * (3 * k)) or [0] * (3 * k)  # absent or [] (crowd regions): none labelled
+        if ann.get("keypoints", ()) is None or not isinstance(kp, list):
+            raise ValueError(f"annotation {ann.get('id')}: 'keypoints' is {json.dumps(ann.get('keypoints'))[:40]}, "
+                             "expected a list of numbers")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in kp):
+            raise ValueError(f"annotation {ann.get('id')}: non-numeric keypoints")
+        kp = np.asarray(kp, np.float64)
         if kp.shape != (3 * k,):
             raise ValueError(f"annotation {ann.get('id')}: {kp.size} keypoint values, expected {3 * k}")
+        if not np.isfinite(kp).all():
+            raise ValueError(f"annotation {ann.get('id')}: NaN or infinite keypoint values")
+        visibility = kp[2::3]
+        if not np.isin(visibility, (0, 1, 2)).all():
+            bad = sorted({float(v) for v in visibility[~np.isin(visibility, (0, 1, 2))]})
+            raise ValueError(f"annotation {ann.get('id')}: visibility values {bad} outside {{0, 1, 2}}")
         kpts[i] = kp.reshape(k, 3)
         if "bbox" in ann:
             try:

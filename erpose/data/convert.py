@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,7 @@ import numpy as np
 import yaml
 
 from erpose.data.coco import read_coco
+from erpose.data.errors import DatasetError
 from erpose.data.source import DatasetSource, keypoint_boxes
 from erpose.data.yolo_pose import read_yolo_pose
 from erpose.files import atomic_write_json, atomic_write_text
@@ -163,14 +165,23 @@ def _ignore_lines(boxes: np.ndarray, k: int, width: int, height: int) -> str:
     return "".join("0 " + " ".join(_fmt(x) for x in row) + zeros + "\n" for row in rows)
 
 
+def split_key(split: str) -> str:
+    """The data-YAML key of a split folder: ``train2017`` -> ``train``, ``val2017`` -> ``val``.
+
+    Readers (erpose's and ultralytics') look for ``train``/``val``/``test`` keys; COCO names its
+    splits after the year, so the key drops what follows the standard name. Other names are kept.
+    """
+    match = re.match(r"(train|val|test)(?=[^a-z]|$)", split.lower())
+    return match.group(1) if match else split
+
+
 def _write_data_yaml(out: Path, split: str, source: DatasetSource) -> Path:
     path = out / "data.yaml"
     skeleton = source.skeleton
-    data = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    data = data if isinstance(data, dict) else {}
+    data = _existing_yaml(path) if path.is_file() else {}
     data.update({
         "path": str(out.resolve()),
-        split: f"images/{split}",
+        split_key(split): f"images/{split}",
         "kpt_shape": [skeleton.num_keypoints, 3],
         "flip_idx": list(skeleton.flip_idx),
         "names": {0: "person"},
@@ -181,18 +192,50 @@ def _write_data_yaml(out: Path, split: str, source: DatasetSource) -> Path:
     return path
 
 
+def _existing_yaml(path: Path) -> dict:
+    """The data YAML a new split is merged into; raises naming it when it is not a YAML mapping."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot add the split to this file, it is not valid YAML "
+                           f"({str(exc).splitlines()[0]})") from None
+    if data is not None and not isinstance(data, dict):
+        raise DatasetError(f"{path}: cannot add the split to this file, it is not a YAML mapping")
+    return data or {}
+
+
 def _place_image(src: Path, dst: Path, mode: ImageMode) -> None:
+    """Link or copy ``src`` to ``dst`` without ever removing a source file.
+
+    Converting inside the dataset's own root makes ``dst`` the source image itself (or a link to
+    it): it is left alone. Otherwise the new link or copy is made under a temporary name and
+    renamed over ``dst``, so ``dst`` is replaced only once its successor exists.
+    """
     if mode == "none":
         return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() or dst.is_symlink():
-        dst.unlink()
-    if mode == "symlink":
-        dst.symlink_to(src.resolve())
-    elif mode == "copy":
-        shutil.copy2(src, dst)
-    else:
+    if mode not in ("symlink", "copy"):
         raise ValueError(f"images must be 'symlink', 'copy' or 'none', got {mode!r}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if _same_file(src, dst) and (mode == "symlink" or not dst.is_symlink()):
+        return  # the image is already there (with --copy, a link to it still becomes a copy)
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    try:
+        if mode == "symlink":
+            tmp.symlink_to(src.resolve())
+        else:
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _same_file(src: Path, dst: Path) -> bool:
+    """Whether ``dst`` is ``src`` (the same path, a hard link, or a symlink resolving to it)."""
+    try:
+        return os.path.samefile(src, dst)
+    except OSError:  # dst missing or a dangling link
+        return False
 
 
 def _relative(path: str, root: Path | None) -> str:

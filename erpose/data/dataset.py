@@ -28,6 +28,7 @@ from erpose.data.transforms import (
     letterbox_sample,
     sample_train_params,
 )
+from erpose.images import ImageFileError, read_image
 from erpose.runtime.letterbox import letterbox_matrix
 
 logger = logging.getLogger("erpose.data")
@@ -83,6 +84,7 @@ class PoseDataset(torch.utils.data.Dataset):
         self._mosaic = augment is not None and augment.mosaic > 0
         self.num_bad = 0  # per process: each DataLoader worker counts its own
         self._bad: set[int] = set()
+        self._bad_reasons: dict[int, str] = {}
         self._resized_anns: dict[int, PoseAnnotations] = {}
         self._cache: dict[int, tuple[np.ndarray, tuple[float, float]]] | None = {} if cache_images else None
         if self._cache is not None:
@@ -124,8 +126,10 @@ class PoseDataset(torch.utils.data.Dataset):
     def _read_resized(self, i: int) -> tuple[np.ndarray, tuple[float, float]] | None:
         """Decode image ``i`` as BGR and resize it so its long side is ``imgsz``; None if unreadable."""
         path = self.samples[i].image_path
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
+        try:
+            image = read_image(path)
+        except ImageFileError as exc:
+            self._bad_reasons[i] = exc.reason
             return None
         h, w = image.shape[:2]
         r = self.imgsz / max(h, w)
@@ -141,7 +145,8 @@ class PoseDataset(torch.utils.data.Dataset):
         if i not in self._bad:
             self._bad.add(i)
             self.num_bad += 1
-            logger.warning("%s: cannot read image, sample skipped", self.samples[i].image_path)
+            reason = self._bad_reasons.get(i, "cannot read image")
+            logger.warning("%s: %s, sample skipped", self.samples[i].image_path, reason)
 
     def _load(self, i: int) -> tuple[int, np.ndarray, PoseAnnotations, tuple[float, float]]:
         """Image ``i`` (or the next readable one) resized, with its annotations in resized pixels."""

@@ -8,6 +8,8 @@ COCO-format annotation file that evaluation should score against.
 from __future__ import annotations
 
 import importlib
+import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,10 @@ import numpy as np
 
 from erpose.data.errors import DatasetError, LoadReport
 from erpose.data.sample import Sample
+from erpose.images import check_pixels
 from erpose.skeleton import Skeleton
+
+logger = logging.getLogger("erpose.data")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -49,13 +54,16 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of an image file from its header, without decoding the pixels.
 
     Raises:
-        OSError: the file is missing or not a readable image.
+        OSError: the file is missing or not a readable image; ``ImageFileError`` when it has more
+            pixels than ``erpose.limits.MAX_IMAGE_PIXELS``.
     """
     try:
         from PIL import Image  # header-only read: ~100x faster than decoding
 
-        with Image.open(path) as im:
-            return int(im.width), int(im.height)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # erpose's own limit applies
+            with Image.open(path) as im:
+                width, height = int(im.width), int(im.height)
     except ImportError:  # pragma: no cover - Pillow ships with matplotlib
         import cv2
 
@@ -65,6 +73,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
         return int(image.shape[1]), int(image.shape[0])
     except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, ValueError...
         raise OSError(f"cannot read image {path}: {exc}") from None
+    check_pixels(width, height, path)
+    return width, height
 
 
 def keypoint_boxes(keypoints: np.ndarray) -> np.ndarray:
@@ -92,6 +102,8 @@ def finish_source(source: DatasetSource, path: str | Path) -> DatasetSource:
     """Log the summary; raise if no usable sample is left (naming ``path``)."""
     source.report.images = len(source.samples)
     source.report.log_summary(source.name)
+    if source.samples and source.report.persons == 0:
+        logger.warning("%s: no labelled person in any of its %d images", source.name, len(source.samples))
     if not source.samples:
         reasons = source.report.skipped_reasons
         detail = f" ({', '.join(f'{k} x{v}' for k, v in sorted(reasons.items()))})" if reasons else ""

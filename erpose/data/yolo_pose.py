@@ -22,7 +22,7 @@ from erpose.data.coco import BOX_AREA_FACTOR
 from erpose.data.errors import DatasetError, LoadReport
 from erpose.data.sample import PoseAnnotations, Sample
 from erpose.data.source import IMAGE_SUFFIXES, DatasetSource, finish_source, image_size, keypoint_boxes
-from erpose.skeleton import COCO17, Skeleton
+from erpose.skeleton import COCO17, Skeleton, SkeletonError
 
 #: Tolerance (normalised units) before a keypoint counts as outside the image.
 OUTSIDE_EPS = 1e-3
@@ -41,7 +41,9 @@ def read_data_yaml(data_yaml: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise DatasetError(f"{path}: invalid YAML: {exc}") from None
+        raise DatasetError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not a text file (not UTF-8), so not a data YAML") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a mapping with keys path/train/val/kpt_shape")
     if "kpt_shape" not in data:
@@ -56,9 +58,17 @@ def read_data_yaml(data_yaml: str | Path) -> dict:
     data["path"] = str(root)
     return data
 
+#: A word of a skeleton error -> the data-YAML key it is about (for the line number).
+SKELETON_KEYS = {"flip_idx": "flip_idx", "sigmas": "kpt_oks_sigmas", "name": "kpt_names", "limb": "skeleton"}
 
-def skeleton_from_yaml(data: dict, name: str = "custom") -> Skeleton:
-    """Skeleton from ``kpt_shape``, ``flip_idx``, ``kpt_names`` and ``kpt_oks_sigmas``."""
+
+def skeleton_from_yaml(data: dict, name: str = "custom", file: str | Path | None = None) -> Skeleton:
+    """Skeleton from ``kpt_shape``, ``flip_idx``, ``kpt_names`` and ``kpt_oks_sigmas``.
+
+    Raises:
+        DatasetError: these do not fit K, naming ``file`` and the line of the key (``SkeletonError``
+            when no ``file`` is given).
+    """
     k = int(data["kpt_shape"][0])
     names = data.get("kpt_names")
     if isinstance(names, dict):  # ultralytics keys kpt_names by class: {0: [...]}
@@ -66,8 +76,27 @@ def skeleton_from_yaml(data: dict, name: str = "custom") -> Skeleton:
     flip = data.get("flip_idx")
     if k == 17 and flip is None and names is None and data.get("kpt_oks_sigmas") is None:
         return COCO17
-    return Skeleton.custom(k, name=name, keypoint_names=names, sigmas=data.get("kpt_oks_sigmas"),
-                           flip_idx=flip, limbs=data.get("skeleton", ()) or ())
+    try:
+        return Skeleton.custom(k, name=name, keypoint_names=names, sigmas=data.get("kpt_oks_sigmas"),
+                               flip_idx=flip, limbs=data.get("skeleton", ()) or ())
+    except (SkeletonError, TypeError, ValueError) as exc:
+        if file is None:
+            raise
+        message = str(exc).removeprefix(f"skeleton {name!r}: ")
+        key = next((key for word, key in SKELETON_KEYS.items() if word in message and key in data), None)
+        line = _key_line(Path(file), key) if key else None
+        raise DatasetError(f"{file}{f':{line}' if line else ''}: {message}") from None
+
+
+def _key_line(path: Path, key: str) -> int | None:
+    """1-based line of a top-level ``key`` in a YAML file (None when it cannot be told)."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next((k.start_mark.line + 1 for k, _ in node.value if getattr(k, "value", None) == key), None)
 
 
 def read_yolo_pose(data_yaml: str | Path, split: str = "train") -> DatasetSource:
@@ -90,10 +119,11 @@ def read_yolo_pose(data_yaml: str | Path, split: str = "train") -> DatasetSource
     data = read_data_yaml(yaml_path)
     if data.get(split) in (None, ""):
         raise DatasetError(f"{yaml_path}: missing key {split!r} (the {split} images)")
-    skeleton = skeleton_from_yaml(data, name=yaml_path.stem)
+    skeleton = skeleton_from_yaml(data, name=yaml_path.stem, file=yaml_path)
     root = Path(data["path"])
     report = LoadReport()
     image_paths = _list_images(data[split], root, yaml_path, report)
+    _check_label_folders(image_paths, yaml_path, split)
     image_ids = _image_ids(image_paths)
     k, dims = data["kpt_shape"]
     samples: list[Sample] = []
@@ -118,6 +148,17 @@ def read_yolo_pose(data_yaml: str | Path, split: str = "train") -> DatasetSource
     image_dir = os.path.commonpath([str(p.parent) for p in image_paths]) if image_paths else str(root)
     source = DatasetSource(samples, skeleton, report, name=f"{yaml_path}:{split}", image_dir=image_dir)
     return finish_source(source, yaml_path)
+
+
+def _check_label_folders(image_paths: list[Path], yaml_path: Path, split: str) -> None:
+    """Raise when no labels folder exists for the split: every image would silently be a background."""
+    folders = {label_path_for(p).parent for p in image_paths}
+    if folders and not any(folder.is_dir() for folder in folders):
+        shown = min(folders)
+        raise DatasetError(
+            f"{yaml_path}: split {split!r}: labels folder {shown} not found (each image needs a label file "
+            f"such as {label_path_for(image_paths[0])}; an images/ folder's labels are in the labels/ folder "
+            "beside it)")
 
 
 def label_path_for(image_path: Path) -> Path:
@@ -158,6 +199,15 @@ def parse_label_file(path: Path, k: int, dims: int, width: int, height: int,
         if not np.isfinite(values).all():
             report.add(where, "NaN value", "NaN or infinite value")
             return None
+        if values[0] != 0:
+            report.add(where, "bad class id", f"class id {tokens[0]}, expected 0 (person; pose labels are single-class)")
+            return None
+        if dims == 3:
+            visibility = values[-k * dims:][2::3]
+            outside = visibility[~np.isin(visibility, (0.0, 1.0, 2.0))]
+            if outside.size:
+                report.add(where, "bad visibility", f"visibility {_fmt_values(outside)} outside {{0, 1, 2}}")
+                return None
         boxed = len(tokens) == n_with
         if boxed and (values[3] <= 0 or values[4] <= 0):
             report.add(where, "bad box size", f"box width/height must be positive, got {values[3]} {values[4]}")
@@ -207,6 +257,10 @@ def _to_annotations(table: np.ndarray, k: int, dims: int, width: int, height: in
         annotation_ids=np.full(int(person.sum()), -1, np.int64),
         ignore_boxes=ignore.astype(np.float32).reshape(-1, 4),
     )
+
+
+def _fmt_values(values: np.ndarray) -> str:
+    return ", ".join(f"{v:g}" for v in sorted(set(values.tolist())))
 
 
 def _is_number(token: str) -> bool:

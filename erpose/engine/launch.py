@@ -75,6 +75,17 @@ def resolve_resume(resume: str | Path) -> tuple[Path, Path]:
     return run_dir, ckpt
 
 
+def check_train_state(checkpoint: dict, path: Path) -> None:
+    """Raise naming ``path`` when a checkpoint holds no state to resume from (e.g. a best.pt copy)."""
+    from erpose.models.checkpoint import CheckpointError
+
+    state = checkpoint.get("train_state")
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise CheckpointError(
+            f"{path}: holds no training state to resume from (a best.pt or an exported copy?); resume needs "
+            "the weights/last.pt that training writes")
+
+
 def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bool = False) -> TrainResult:
     """Train a pose model; see ``docs/training.md``.
 
@@ -98,6 +109,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
         run_dir, ckpt_path = resolve_resume(resume)
         config = replace(load_yaml(TrainConfig, run_dir / "args.yaml"), device=config.device)
         state = load_checkpoint(ckpt_path)
+        check_train_state(state, ckpt_path)
     else:
         run_dir = increment_run_dir(config.project, config.name, config.exist_ok) if ctx.is_main else None
         run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None))

@@ -26,6 +26,7 @@ import numpy as np
 
 from erpose.engine.results import Keypoints, Results
 from erpose.engine.sources import Source, open_source
+from erpose.limits import MAX_BATCH, MAX_DET, check_imgsz, check_size
 from erpose.runtime.letterbox import letterbox, unletterbox_keypoints
 from erpose.skeleton import Skeleton
 
@@ -150,8 +151,9 @@ class Predictor:
         nms_threshold: float = NMS_OKS_THRESHOLD,
         half: bool = False,
     ) -> None:
-        if batch_size < 1 or max_det < 1:
-            raise ValueError(f"batch_size and max_det must be >= 1, got {batch_size} and {max_det}")
+        check_size("batch", batch_size, MAX_BATCH)
+        check_size("max_det", max_det, MAX_DET)
+        check_imgsz(imgsz)
         if not 0.0 <= conf <= 1.0:
             raise ValueError(f"conf must be in [0, 1], got {conf}")
         if _is_torch_module(model):

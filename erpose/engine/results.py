@@ -182,7 +182,7 @@ class Results:
         keypoint confidence), followed by the person score when ``with_score``.
 
         Returns:
-            One line per person, without newline characters.
+            One line per person, without newline characters; none for an image without people.
         """
         h, w = self.orig_shape
         boxes = self.boxes.astype(np.float64)
@@ -190,7 +190,7 @@ class Results:
         centre = (boxes[:, :2] + boxes[:, 2:]) / 2 / scale
         size = (boxes[:, 2:] - boxes[:, :2]) / scale
         data = self.keypoints.data.astype(np.float64)
-        kpts = np.concatenate([data[..., :2] / scale, data[..., 2:]], axis=-1).reshape(len(self), -1)
+        kpts = np.concatenate([data[..., :2] / scale, data[..., 2:]], axis=-1).reshape(len(self), 3 * data.shape[1])
         columns = np.concatenate([centre, size, kpts], axis=1)
         if with_score:
             columns = np.concatenate([columns, self.scores[:, None].astype(np.float64)], axis=1)

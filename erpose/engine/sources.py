@@ -1,9 +1,10 @@
 """Prediction sources: images, folders, globs, video files, cameras and streams as one frame iterator.
 
-Imports only numpy and OpenCV, so the torch-free runtime can reuse it. Every source yields
+Imports only numpy, OpenCV and ``erpose.images``, so the torch-free runtime can reuse it. Every source yields
 ``(frame, path, frame_index)`` with ``frame`` an (H, W, 3) uint8 BGR image, ``path`` the file (or
 camera / URL) it came from and ``frame_index`` the frame number inside a video (0 for an image).
-Unreadable images and frames are logged and skipped, never raised: one bad file must not stop a
+Unreadable images (truncated JPEGs and images above the pixel limit included, see
+``erpose.images``) and frames are logged and skipped, never raised: one bad file must not stop a
 folder.
 """
 
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from erpose.images import ImageFileError, read_image
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +73,10 @@ class Source:
                 if is_video_path(path):
                     yield from self._iter_capture(path, live=False)
                 else:
-                    image = cv2.imread(path, cv2.IMREAD_COLOR)
-                    if image is None or image.size == 0:
-                        self._skip(path, 0, "unreadable image")
+                    try:
+                        image = read_image(path)
+                    except ImageFileError as exc:
+                        self._skip(path, 0, exc.reason)
                         continue
                     yield image, path, 0
 

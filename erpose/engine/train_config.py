@@ -88,11 +88,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from erpose.config import ConfigError
+        from erpose.limits import MAX_BATCH, check_imgsz, check_size
 
         if self.imgsz <= 0 or self.imgsz % 32:
             raise ConfigError(f"imgsz must be a positive multiple of 32, got {self.imgsz}")
         if self.epochs <= 0 or self.batch <= 0:
             raise ConfigError(f"epochs and batch must be positive, got {self.epochs}, {self.batch}")
+        check_imgsz(self.imgsz)
+        check_size("batch", self.batch, MAX_BATCH)
+        if self.val_batch:
+            check_size("val_batch", self.val_batch, MAX_BATCH)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 

@@ -8,7 +8,6 @@ COCO dict built from the samples).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -18,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from erpose.eval.coco import EvaluationError, evaluate_keypoints
+from erpose.eval.coco import EvaluationError, FileDict, evaluate_keypoints, num_keypoints_of, read_json_file
 from erpose.eval.crowdpose import evaluate_crowdpose, has_crowd_index
 from erpose.eval.results import detections_to_results
+from erpose.limits import MAX_BATCH, MAX_DET, check_imgsz, check_size
 from erpose.skeleton import COCO17, CROWDPOSE14
 
 logger = logging.getLogger(__name__)
@@ -62,13 +62,7 @@ def load_ground_truth(ground_truth: dict | str | Path) -> dict:
     """A COCO keypoint dict from a dict or JSON path (raises naming the file)."""
     if isinstance(ground_truth, dict):
         return ground_truth
-    path = Path(ground_truth)
-    if not path.is_file():
-        raise FileNotFoundError(f"ground-truth file not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EvaluationError(f"{path}: not valid JSON ({exc})") from None
+    return read_json_file(ground_truth, "ground-truth")  # remembers the file for later messages
 
 
 def evaluate_detections(
@@ -96,8 +90,11 @@ def evaluate_detections(
     if crowdpose not in CROWDPOSE_MODES:
         raise ValueError(f"crowdpose must be one of {CROWDPOSE_MODES}, got {crowdpose!r}")
     gt = load_ground_truth(ground_truth)
-    annotations = gt.get("annotations") or []
-    num_keypoints = len(annotations[0].get("keypoints", [])) // 3 if annotations else 0
+    if not isinstance(gt, dict) or not isinstance(gt.get("annotations"), list):
+        label = ground_truth if isinstance(ground_truth, (str, Path)) else "ground truth"
+        raise EvaluationError(f"{label}: not a COCO annotation file (needs 'images' and 'annotations')")
+    annotations = [ann for ann in gt["annotations"] if isinstance(ann, dict)]
+    num_keypoints = num_keypoints_of(gt)
     if sigmas is None and num_keypoints:
         sigmas = default_sigmas(num_keypoints)
     use_crowd = crowdpose == "on" or (crowdpose == "auto" and has_crowd_index(gt))
@@ -120,14 +117,36 @@ def evaluate_detections(
     return metrics, "coco"
 
 
-def ground_truth_of(source: Any) -> dict | str:
-    """The COCO ground truth of a ``DatasetSource``: its annotation JSON, else one built from samples."""
+def ground_truth_of(source: Any) -> dict:
+    """The COCO ground truth of a ``DatasetSource``: exactly what its reader accepted.
+
+    A source read from an annotation JSON gives that file restricted to the images the reader
+    kept and to the annotations it accepted there (values untouched, so the metrics are those of
+    the file); an image skipped for a bad annotation, an annotation of an unknown image or of
+    another category is not scored. Other sources give the COCO dict built from their samples.
+    """
     annotation_file = getattr(source, "annotation_file", None)
     if annotation_file and Path(annotation_file).is_file():
-        return annotation_file
+        return accepted_ground_truth(load_ground_truth(annotation_file), source)
     from erpose.data.convert import source_to_coco_dict
 
     return source_to_coco_dict(source)
+
+
+def accepted_ground_truth(ground_truth: dict, source: Any) -> dict:
+    """``ground_truth`` (the source's annotation file) keeping only its samples and their annotations."""
+    accepted: dict[int, set[int]] = {}
+    for sample in source.samples:
+        ids = {int(i) for i in sample.annotations.annotation_ids}
+        ids.update(int(i) for i in sample.extra.get("ignore_ids", ()))
+        accepted[int(sample.image_id)] = ids
+    images = [image for image in ground_truth["images"] if image.get("id") in accepted]
+    annotations = [ann for ann in ground_truth["annotations"]
+                   if isinstance(ann.get("image_id"), int) and ann["image_id"] in accepted
+                   and ann.get("id", -1) in accepted[ann["image_id"]]]
+    kept = FileDict({**ground_truth, "images": images, "annotations": annotations})
+    kept.path = getattr(ground_truth, "path", "")
+    return kept
 
 
 def _resolve_model(model: Any, skeleton: Any) -> Any:
@@ -256,6 +275,9 @@ def validate(
     Returns:
         ``ValidationResult`` with metrics and the COCO results in original pixels.
     """
+    check_imgsz(imgsz)
+    check_size("batch", batch_size, MAX_BATCH)
+    check_size("max_det", max_det, MAX_DET)
     source = _resolve_source(source, split)
     model_name = f"{model}: model" if isinstance(model, (str, Path)) else "model"
     model = _resolve_model(model, source.skeleton)

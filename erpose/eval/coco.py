@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,18 +46,86 @@ def _silent(*args, **kwargs) -> None:
     """faster-coco-eval reports progress through a print function; keep it quiet."""
 
 
-def _read_json(source: dict | list | str | Path, what: str) -> tuple[dict | list, str]:
-    """Return (parsed object, label for messages); dicts and lists are used as they are."""
-    if isinstance(source, (dict, list)):
-        return source, what
-    path = Path(source)
+class JsonFromFile:
+    """Mixin of :class:`FileDict` / :class:`FileList`: parsed JSON that remembers its file.
+
+    Callers (``erpose val``, the validator) load a file once and pass the parsed object on;
+    every error found later still names the file instead of "ground truth" or "detections".
+    """
+
+    path: str = ""
+
+
+class FileDict(dict, JsonFromFile):
+    """A JSON object read from :attr:`path`."""
+
+
+class FileList(list, JsonFromFile):
+    """A JSON list read from :attr:`path`."""
+
+
+def read_json_file(path: str | Path, what: str) -> FileDict | FileList | object:
+    """Parse a JSON file; objects and lists come back labelled with the file (see :class:`JsonFromFile`).
+
+    Raises:
+        FileNotFoundError: no such file.
+        EvaluationError: not valid UTF-8 JSON, naming the file.
+    """
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
     try:
-        with path.open() as handle:
-            return json.load(handle), str(path)
-    except json.JSONDecodeError as exc:
+        with path.open(encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EvaluationError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(data, (dict, list)):
+        data = (FileDict if isinstance(data, dict) else FileList)(data)
+        data.path = str(path)
+    return data
+
+
+def _read_json(source: dict | list | str | Path, what: str) -> tuple[dict | list, str]:
+    """Return (parsed object, label for messages); dicts and lists are used as they are."""
+    if isinstance(source, (dict, list)):
+        return source, getattr(source, "path", "") or what
+    data = read_json_file(source, what)
+    return data, str(source)
+
+
+def keypoint_values(values: object, num_keypoints: int | None, where: str) -> np.ndarray:
+    """A flat keypoint list as a (3K,) float64 array of finite numbers; raises naming ``where``.
+
+    ``num_keypoints=None`` accepts any length that is a multiple of 3.
+    """
+    if not isinstance(values, (list, tuple)):
+        raise EvaluationError(f"{where}: 'keypoints' must be a list of numbers, got {type(values).__name__} "
+                              f"{str(values)[:40]!r}" if values is not None else f"{where}: 'keypoints' is null")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        bad = next(v for v in values if not isinstance(v, (int, float)) or isinstance(v, bool))
+        raise EvaluationError(f"{where}: non-numeric keypoint value {bad!r}")
+    flat = np.asarray(values, dtype=np.float64)
+    expected = 3 * num_keypoints if num_keypoints is not None else None
+    if (expected is not None and flat.size != expected) or flat.size % 3:
+        raise EvaluationError(f"{where} has {flat.size} keypoint values, expected {expected or 'a multiple of 3'}")
+    if not np.isfinite(flat).all():
+        raise EvaluationError(f"{where}: NaN or infinite keypoint value")
+    return flat
+
+
+def num_keypoints_of(ground_truth: dict) -> int | None:
+    """K of a COCO keypoint dict: the keypoint category's name count, else the most common length.
+
+    Never the first annotation's length alone: one malformed annotation must be blamed itself,
+    not make every good one look wrong. None when nothing tells.
+    """
+    for category in ground_truth.get("categories") or []:
+        if isinstance(category, dict) and isinstance(category.get("keypoints"), list) and category["keypoints"]:
+            return len(category["keypoints"])
+    lengths = Counter(len(ann["keypoints"]) for ann in ground_truth.get("annotations") or []
+                      if isinstance(ann, dict) and isinstance(ann.get("keypoints"), list)
+                      and ann["keypoints"] and len(ann["keypoints"]) % 3 == 0)
+    return lengths.most_common(1)[0][0] // 3 if lengths else None
 
 
 def _labelled_extent_box(keypoints: np.ndarray) -> list[float]:
@@ -84,7 +153,7 @@ def prepare_ground_truth(
 
     Args:
         ground_truth: COCO keypoint dict or path to its JSON.
-        num_keypoints: K expected; None takes it from the first annotation.
+        num_keypoints: K expected; None: see :func:`num_keypoints_of`.
         use_area: take the OKS scale from ``area`` (COCO) or from 0.53 * box area (CrowdPose).
 
     Returns:
@@ -97,21 +166,30 @@ def prepare_ground_truth(
     data, label = _read_json(ground_truth, "ground truth")
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
         raise EvaluationError(f"{label}: not a COCO annotation file (needs 'images' and 'annotations')")
+    if not all(isinstance(image, dict) for image in data["images"]) or not isinstance(data["annotations"], list):
+        raise EvaluationError(f"{label}: 'images' and 'annotations' must be lists of objects")
     images = [dict(image) for image in data["images"]]
     for index, image in enumerate(images):
         if "id" not in image:
             raise EvaluationError(f"{label}: images[{index}] has no 'id'")
+    if num_keypoints is None:
+        num_keypoints = num_keypoints_of(data)
+    image_ids = {image["id"] for image in images}
     annotations = []
     for index, source in enumerate(data["annotations"]):
+        if not isinstance(source, dict):
+            raise EvaluationError(f"{label}: annotations[{index}] is not an object")
         ann = dict(source)
         where = f"{label}: annotations[{index}] (id {ann.get('id')})"
         if "keypoints" not in ann or "image_id" not in ann:
             raise EvaluationError(f"{where} has no 'keypoints' or 'image_id'")
-        flat = np.asarray(ann["keypoints"], dtype=np.float64)
+        if ann["image_id"] not in image_ids:
+            # pycocotools never looks at it; say so instead of failing the whole evaluation.
+            logger.warning("%s: image_id %r is not in 'images'; not evaluated", where, ann["image_id"])
+            continue
+        flat = keypoint_values(ann["keypoints"], num_keypoints, where)
         if num_keypoints is None:
             num_keypoints = len(flat) // 3
-        if flat.shape != (3 * num_keypoints,):
-            raise EvaluationError(f"{where} has {flat.size} keypoint values, expected {3 * num_keypoints}")
         keypoints = flat.reshape(num_keypoints, 3)
         ann["keypoints"] = [float(v) for v in flat]
         ann.setdefault("category_id", 1)
@@ -165,15 +243,13 @@ def prepare_detections(
         if not isinstance(source, dict) or "image_id" not in source or "keypoints" not in source:
             raise EvaluationError(f"{where} needs 'image_id', 'keypoints' and 'score'")
         det = dict(source)
+        if isinstance(det["image_id"], bool) or not isinstance(det["image_id"], (int, str)):
+            raise EvaluationError(f"{where} has image_id {det['image_id']!r}, expected an integer")
         if "category_id" not in det:
             if len(category_ids) != 1:
                 raise EvaluationError(f"{where} has no 'category_id' and the ground truth has several")
             det["category_id"] = category_ids[0]
-        if len(det["keypoints"]) != 3 * num_keypoints:
-            raise EvaluationError(
-                f"{where} has {len(det['keypoints'])} keypoint values, expected {3 * num_keypoints}"
-            )
-        det["keypoints"] = [float(v) for v in det["keypoints"]]
+        det["keypoints"] = [float(v) for v in keypoint_values(det["keypoints"], num_keypoints, where)]
         score = det.get("score")
         if not isinstance(score, (int, float)) or not math.isfinite(score):
             raise EvaluationError(f"{where} has no finite 'score' (got {score!r})")

@@ -7,13 +7,12 @@ the detection area from the keypoint extent, as they do for keypoint-only result
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from erpose.eval.coco import EvaluationError
+from erpose.eval.coco import EvaluationError, read_json_file
 from erpose.files import atomic_write_json
 
 #: Decimals written: 1/100 px is far below any OKS tolerance, and scores keep 5 digits so ranking
@@ -104,13 +103,7 @@ def save_metrics(metrics: dict, path: str | Path) -> Path:
 def load_results(path: str | Path) -> list[dict]:
     """Read a COCO results JSON list; raises naming the file when it is not one."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"results file not found: {path}")
-    try:
-        with path.open() as stream:
-            data = json.load(stream)
-    except json.JSONDecodeError as exc:
-        raise EvaluationError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json_file(path, "results")  # a list that remembers the file, for later messages
     if not isinstance(data, list):
         raise EvaluationError(f"{path}: COCO results must be a JSON list of detections")
     return data

@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 
 from erpose import __version__
+from erpose.files import check_output_file, target_error
+from erpose.limits import MAX_BATCH, MAX_DET, check_imgsz, check_size
 from erpose.runtime.session import ExportMetadata
 
 logger = logging.getLogger(__name__)
@@ -64,6 +66,12 @@ class OnnxExportConfig:
     max_det: int | None = None
     opset: int = 17
     simplify: bool = False
+
+    def __post_init__(self) -> None:
+        check_imgsz(self.imgsz)
+        check_size("batch", self.batch, MAX_BATCH)
+        if self.max_det is not None:
+            check_size("max_det", self.max_det, MAX_DET)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -204,6 +212,7 @@ def export_onnx(
     Raises:
         ValueError: bad options (opset < 17, imgsz not a stride multiple, ...).
         ExportError: tracing failed or the ONNX checker rejected the graph.
+        OSError: ``path`` cannot be written (naming ``path``).
     """
     import onnx
 
@@ -214,9 +223,13 @@ def export_onnx(
     h, w = config.size
     dtype = torch.float16 if config.half else torch.float32
     sample = torch.rand(config.batch, 3, h, w, generator=torch.Generator().manual_seed(0)).to(dtype)
-    path = Path(path)
+    path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+    try:
+        staging = tempfile.TemporaryDirectory(dir=path.parent)
+    except OSError as exc:  # the graph is staged next to ``path``: an unwritable folder is about ``path``
+        raise target_error(exc, path) from None
+    with staging as tmp:
         traced = Path(tmp) / "graph.onnx"
         try:
             _trace_to_onnx(prepared, sample, traced, config)
@@ -237,6 +250,9 @@ def export_onnx(
             raise ExportError(f"ONNX checker rejected the exported graph: {exc}") from exc
         staged = Path(tmp) / "final.onnx"
         onnx.save(onnx_model, str(staged))
-        os.replace(staged, path)
+        try:
+            os.replace(staged, path)
+        except OSError as exc:
+            raise target_error(exc, path) from None
     logger.debug("exported %s (%s) to %s", metadata.model_name, metadata.step, path)
     return path

@@ -131,7 +131,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an erpose checkpoint (no 'format': {FORMAT!r} entry)")
-    if int(data.get("format_version", 0)) > FORMAT_VERSION:
+    version = data.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{path}: 'format_version' must be an integer, got {version!r}; damaged checkpoint")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {data['format_version']} is newer than this erpose "
             f"({FORMAT_VERSION}); upgrade erpose"

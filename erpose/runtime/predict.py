@@ -19,10 +19,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from erpose.engine.results import Keypoints, Results
+from erpose.images import read_image
+from erpose.limits import MAX_DET, check_size
 from erpose.runtime.letterbox import letterbox, unletterbox_keypoints
 from erpose.runtime.session import PoseSession
 from erpose.skeleton import Skeleton
@@ -121,7 +122,7 @@ class OnnxPredictor:
         providers: list[str] | None = None,
     ) -> None:
         self.session = PoseSession(path, threads=threads, providers=providers, conf=conf)
-        self.conf, self.max_det = float(conf), int(max_det)
+        self.conf, self.max_det = float(conf), check_size("max_det", max_det, MAX_DET)
 
     @property
     def skeleton(self) -> Skeleton:
@@ -144,10 +145,7 @@ class OnnxPredictor:
                 frames.append(item)
                 paths.append(f"image{i}")
             else:
-                image = cv2.imread(str(item), cv2.IMREAD_COLOR)
-                if image is None:
-                    raise FileNotFoundError(f"cannot read image {item}")
-                frames.append(image)
+                frames.append(read_image(item))  # ImageFileError (an OSError) names the file
                 paths.append(str(Path(item)))
         if not frames:
             return []

@@ -168,3 +168,39 @@ def test_real_counts_match_pycocotools(real_data, rel):
     if "crowdpose" in rel:
         assert source.skeleton is CROWDPOSE14
         assert sorted(s.crowd_index for s in source.samples) == [0.33, 0.39]
+
+
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ({"keypoints": None}, "'keypoints' is null"),
+        ({"keypoints": "1 2 2"}, "'keypoints' is \"1 2 2\""),
+        ({"keypoints": [10, 10, 3] + [0] * 48}, "visibility values [3.0] outside {0, 1, 2}"),
+        ({"keypoints": [10, 10, -1] + [0] * 48}, "visibility values [-1.0]"),
+        ({"keypoints": [10, 10, 0.5] + [0] * 48}, "visibility values [0.5]"),
+    ],
+)
+def test_null_keypoints_and_bad_visibility_skip_their_image(tmp_path, bad, reason):
+    anns = [person(1, 1, [(10, 10, 2)]), {**person(2, 2, [(10, 10, 2)]), **bad}]
+    source = read_coco(make_coco(tmp_path, anns))
+    assert [s.image_id for s in source.samples] == [1]
+    (problem,) = source.report.problems
+    assert reason in problem.message and "image 2" in problem.where and str(tmp_path) in problem.where
+
+
+def test_duplicate_annotation_id_is_reported_and_its_image_skipped(tmp_path):
+    anns = [person(7, 1, [(10, 10, 2)]), person(7, 2, [(12, 12, 2)])]
+    source = read_coco(make_coco(tmp_path, anns))
+    assert [s.image_id for s in source.samples] == [1]
+    (problem,) = source.report.problems
+    assert problem.kind == "duplicate annotation id" and "annotations[1] (id 7)" in problem.where
+    assert "already used by annotations[0]" in problem.message and source.report.skipped == 1
+
+
+def test_malformed_entries_are_reported_not_raised(tmp_path):
+    anns = [person(1, 1, [(10, 10, 2)]), "not an object", {**person(2, 2, [(5, 5, 2)]), "image_id": [2]}]
+    source = read_coco(make_coco(tmp_path, anns))
+    assert [s.image_id for s in source.samples] == [1, 2]
+    kinds = [p.kind for p in source.report.problems]
+    assert kinds == ["bad annotation", "unknown image"]
+    assert all(str(tmp_path) in p.where for p in source.report.problems)

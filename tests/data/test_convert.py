@@ -119,3 +119,73 @@ def test_cli_convert_both_ways(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "nope.json"), "--out", str(tmp_path / "y")]) == 2
     assert "nope.json: annotation file not found" in capsys.readouterr().err
     assert main(["convert", str(tmp_path / "yolo" / "data.yaml"), "--out", str(tmp_path / "x.txt")]) == 2
+
+
+def _coco_in_own_root(tmp_path, split="val2017"):
+    """A COCO dataset whose images already sit in ROOT/images/SPLIT (ultralytics' COCO layout)."""
+    path = make_coco(tmp_path / "made")
+    root = tmp_path / "root"
+    (root / "annotations").mkdir(parents=True)
+    (root / "images" / split).mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / "made" / "val" / name).rename(root / "images" / split / name)
+    ann = root / "annotations" / f"person_keypoints_{split}.json"
+    path.rename(ann)
+    return root, ann
+
+
+@pytest.mark.parametrize("mode", ["symlink", "copy"])
+def test_converting_in_place_keeps_the_source_images(tmp_path, mode):
+    root, ann = _coco_in_own_root(tmp_path)
+    before = {p.name: p.read_bytes() for p in (root / "images" / "val2017").iterdir()}
+    coco_to_yolo(ann, None, root, split="val2017", images=mode)
+    coco_to_yolo(ann, None, root, split="val2017", images=mode)  # twice: still the files themselves
+    for name, data in before.items():
+        image = root / "images" / "val2017" / name
+        assert not image.is_symlink() and image.read_bytes() == data
+    assert read_yolo_pose(root / "data.yaml", "val").report.images == 2
+
+
+def test_copy_replaces_a_link_by_a_copy_without_touching_the_source(tmp_path):
+    path = make_coco(tmp_path / "coco")
+    coco_to_yolo(path, None, tmp_path / "yolo", split="val")
+    link = tmp_path / "yolo" / "images" / "val" / "a.jpg"
+    assert link.is_symlink()
+    coco_to_yolo(path, None, tmp_path / "yolo", split="val", images="copy")
+    assert not link.is_symlink() and link.read_bytes() == (tmp_path / "coco" / "val" / "a.jpg").read_bytes()
+    assert (tmp_path / "coco" / "val" / "a.jpg").is_file()
+
+
+@pytest.mark.parametrize("split, key", [("val2017", "val"), ("train2017", "train"), ("test-dev2017", "test"),
+                                        ("val", "val"), ("validation", "validation"), ("extra", "extra")])
+def test_split_key_drops_the_year(split, key):
+    from erpose.data.convert import split_key
+
+    assert split_key(split) == key
+
+
+def test_cli_coco_2017_names_give_train_and_val_keys_and_round_trip(tmp_path, capsys):
+    root, ann = _coco_in_own_root(tmp_path)
+    train = ann.with_name("person_keypoints_train2017.json")
+    train.write_text(ann.read_text())
+    (root / "images" / "train2017").mkdir()
+    for image in (root / "images" / "val2017").iterdir():
+        (root / "images" / "train2017" / image.name).write_bytes(image.read_bytes())
+    out = tmp_path / "yolo"
+    assert main(["convert", str(train), "--out", str(out)]) == 0
+    assert main(["convert", str(ann), "--out", str(out)]) == 0
+    cfg = yaml.safe_load((out / "data.yaml").read_text())
+    assert cfg["train"] == "images/train2017" and cfg["val"] == "images/val2017"
+    assert "val2017" not in cfg and "train2017" not in cfg
+    back = tmp_path / "back.json"
+    assert main(["convert", str(out / "data.yaml"), "--out", str(back)]) == 0  # default split: val
+    _assert_round_trip(ann, back)
+    assert read_yolo_pose(out / "data.yaml", "train").report.images == 2
+
+
+def test_binary_data_yaml_to_merge_into_is_named(tmp_path):
+    path = make_coco(tmp_path / "coco")
+    (tmp_path / "yolo").mkdir()
+    (tmp_path / "yolo" / "data.yaml").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match="data.yaml"):
+        coco_to_yolo(path, None, tmp_path / "yolo", split="val")

@@ -188,3 +188,61 @@ def test_load_source_synth_preset(tmp_path, monkeypatch):
     source = load_source("tiny", "val")
     assert len(source) > 0 and source.name == "tiny/val"
     assert source.annotation_file.endswith("val.json") and source.report.persons > 0
+
+
+@pytest.mark.parametrize(
+    "line, kind, text",
+    [
+        ("1 0.5 0.5 0.2 0.4 0.1 0.2 2 0.3 0.4 1 0 0 0\n", "bad class id", "class id 1, expected 0"),
+        ("0 0.5 0.5 0.2 0.4 0.1 0.2 3 0.3 0.4 1 0 0 0\n", "bad visibility", "visibility 3 outside {0, 1, 2}"),
+        ("0 0.5 0.5 0.2 0.4 0.1 0.2 2 0.3 0.4 0.5 0 0 -1\n", "bad visibility", "visibility -1, 0.5 outside"),
+    ],
+)
+def test_class_id_and_visibility_are_checked_naming_file_and_line(tmp_path, line, kind, text):
+    source = read_yolo_pose(make_yolo(tmp_path, {"good": BOXED, "bad": BOXED + line}), "train")
+    assert [s.image_path.split("/")[-1] for s in source.samples] == ["good.jpg"]
+    (problem,) = source.report.problems
+    assert problem.kind == kind and text in problem.message
+    assert problem.where.endswith("labels/train/bad.txt:2") and source.report.skipped == 1
+
+
+def test_missing_labels_folder_is_an_error_naming_it(tmp_path):
+    import shutil
+
+    path = make_yolo(tmp_path, {"a": BOXED, "b": NO_BOX})
+    shutil.rmtree(tmp_path / "labels")
+    with pytest.raises(DatasetError, match=r"data\.yaml: split 'val': labels folder .*labels/train not found"):
+        read_yolo_pose(path, "val")
+
+
+def test_no_person_at_all_is_a_warning(tmp_path, caplog):
+    import logging
+
+    path = make_yolo(tmp_path, {"a": "", "b": ""})
+    with caplog.at_level(logging.WARNING):
+        source = read_yolo_pose(path, "train")
+    assert source.report.persons == 0 and "no labelled person" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ({"flip_idx": [0, 0, 1]}, r"data\.yaml:\d+: flip_idx \[0, 0, 1\] is not a permutation"),
+        ({"flip_idx": [1, 2, 0]}, r"data\.yaml:\d+: flip_idx \[1, 2, 0\] is not its own inverse"),
+        ({"kpt_oks_sigmas": [0.1, 0.1]}, r"data\.yaml:\d+: 2 sigmas for 3 keypoints"),
+    ],
+)
+def test_skeleton_errors_name_the_yaml_file_and_line(tmp_path, extra, match):
+    path = make_yolo(tmp_path, {"a": BOXED}, **extra)
+    with pytest.raises(DatasetError, match=match) as exc:
+        read_yolo_pose(path, "train")
+    key = next(iter(extra))
+    line = int(str(exc.value).split(":")[1])
+    assert path.read_text().splitlines()[line - 1].startswith(f"{key}:")
+
+
+def test_binary_yaml_names_the_file(tmp_path):
+    path = tmp_path / "data.yaml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary")
+    with pytest.raises(DatasetError, match=r"data\.yaml: not a text file"):
+        read_yolo_pose(path, "train")

@@ -75,3 +75,9 @@ def test_plot_changes_pixels_at_keypoints():
     assert not drawn[5, 150].any() and not drawn[50, 110].any()  # unconfident keypoints not drawn
     assert not res.orig_image.any()
     assert (res.plot(show_scores=True) != drawn).any()
+
+
+def test_to_yolo_txt_and_to_coco_without_people():
+    empty = Results(np.zeros((10, 20, 3), np.uint8), "img/0.jpg", np.zeros(0), Keypoints(np.zeros((0, 3, 3))), SKEL)
+    assert empty.to_yolo_txt() == [] and empty.to_yolo_txt(with_score=True) == []
+    assert empty.to_coco(0) == []

@@ -97,3 +97,30 @@ def test_crash_in_evaluation_resumes_by_re_evaluating(tmp_path: Path) -> None:
     state = torch.load(run_dir / "weights" / "last.pt", weights_only=True)["train_state"]
     assert (state["epoch"], state["iter"]) == (1, 6)  # epoch 2 trained, its evaluation pending
     _assert_same(_reference(tmp_path, save_period_steps=0), _resumed(run_dir, save_period_steps=0))
+
+
+def test_resume_from_a_checkpoint_without_training_state_is_one_line(tmp_path: Path, capsys) -> None:
+    """A best.pt copied over last.pt (no optimizer, epoch, EMA...) cannot be resumed: say so, naming it."""
+    from erpose.cli.main import main
+    from erpose.config import dump_yaml
+    from erpose.engine.train_config import TrainConfig
+    from erpose.models import build_model, save_checkpoint
+
+    run = tmp_path / "exp"
+    (run / "weights").mkdir(parents=True)
+    dump_yaml(TrainConfig(project=str(tmp_path)), run / "args.yaml")
+    save_checkpoint(run / "weights" / "last.pt", build_model("erpose-n"))  # what strip_train_state leaves
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"{run / 'weights' / 'last.pt'}: holds no training state to resume from" in err
+
+
+def test_binary_train_config_names_the_file(tmp_path: Path, capsys) -> None:
+    from erpose.cli.main import main
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_bytes(b"\xff\xfe\x00\x01 binary")
+    assert main(["train", "--cfg", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}: not a text file" in err and "Traceback" not in err

@@ -132,3 +132,40 @@ def test_real_tiny_model_runs_end_to_end(tmp_path):
         assert len(det["keypoints"]) == 51
     assert all(n <= 5 for n in counts.values())
     assert model.training  # mode restored
+
+
+@pytest.mark.parametrize("bad", [
+    {"keypoints": [1, 2, 2] * 5},            # wrong keypoint length
+    {"keypoints": ["1"] * 51},               # string values
+    {"image_id": 999},                       # an image that does not exist
+    {"keypoints": None},                     # null keypoints
+])
+def test_evaluation_scores_exactly_what_the_loader_accepted(tmp_path, bad):
+    """One bad annotation skips its image (reported) instead of aborting evaluation or blaming others."""
+    from erpose.engine.validator import ground_truth_of
+
+    path, gt = write_dataset(tmp_path)
+    good = [dict(a) for a in gt["annotations"]]
+    gt["annotations"][0].update(bad)  # the FIRST annotation is the bad one: K must not come from it
+    path.write_text(json.dumps(gt))
+    source = load_source(str(path), "val")
+    assert source.report.problems and str(path) in source.report.problems[0].where
+    kept = ground_truth_of(source)
+    kept_images = {image["id"] for image in kept["images"]}
+    assert kept_images == {s.image_id for s in source.samples}
+    assert all(a["image_id"] in kept_images and a["id"] != gt["annotations"][0]["id"] for a in kept["annotations"])
+    kept_ids = {a["id"] for a in kept["annotations"]}
+    detections = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+                  for a in good if a["id"] in kept_ids]
+    metrics, _ = evaluate_detections(kept, detections, sigmas=COCO17.sigmas)
+    assert metrics["AP"] == pytest.approx(1.0)
+    # The whole pipeline (as run after every training epoch) completes.
+    result = validate(build_tiny(), source, imgsz=IMGSZ, batch_size=3, progress=False)
+    assert result.num_images == len(source.samples)
+
+
+def build_tiny():
+    from erpose.models.zoo import build_model
+
+    torch.manual_seed(0)
+    return build_model("erpose-n")

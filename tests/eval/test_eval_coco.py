@@ -169,3 +169,42 @@ def test_missing_area_is_an_error_unless_box_scale():
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.json"):
         evaluate_keypoints(tmp_path / "nope.json", [])
+
+
+@pytest.mark.parametrize(
+    "keypoints, message",
+    [
+        (None, "'keypoints' is null"),
+        ("1 2 3", "'keypoints' must be a list of numbers, got str"),
+        (["1", "2", "3"] * 17, "non-numeric keypoint value '1'"),
+        ([10.0, 10.0, 1.0] * 16 + [float("inf"), 1.0, 1.0], "NaN or infinite keypoint value"),
+    ],
+)
+def test_bad_keypoints_in_a_results_file_name_the_file(tmp_path, keypoints, message):
+    gt = make_ground_truth(seed=3)
+    dets = make_detections(gt, seed=3)
+    dets[1]["keypoints"] = keypoints
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(dets))
+    with pytest.raises(EvaluationError, match="results.json: detection 1") as exc:
+        evaluate_keypoints(gt, path)
+    assert message in str(exc.value)
+
+
+def test_null_keypoints_in_ground_truth_name_the_file_and_annotation(tmp_path):
+    gt = make_ground_truth(seed=4)
+    gt["annotations"][2]["keypoints"] = None
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    with pytest.raises(EvaluationError, match=r"gt\.json: annotations\[2\] .*'keypoints' is null"):
+        evaluate_keypoints(path, [])
+
+
+def test_keypoint_count_is_not_taken_from_the_first_annotation(tmp_path):
+    gt = make_ground_truth(seed=5)
+    gt["annotations"][0]["keypoints"] = gt["annotations"][0]["keypoints"][:15]
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    # The short first annotation is the one blamed, not every good one after it.
+    with pytest.raises(EvaluationError, match=r"annotations\[0\] .* has 15 keypoint values, expected 51"):
+        evaluate_keypoints(path, [])

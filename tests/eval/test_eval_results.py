@@ -37,3 +37,20 @@ def test_save_load_round_trip(tmp_path):
     (tmp_path / "obj.json").write_text("{}")
     with pytest.raises(EvaluationError, match="JSON list"):
         load_results(tmp_path / "obj.json")
+
+
+def test_loaded_files_name_themselves_in_later_errors(tmp_path):
+    """erpose val loads a file once and passes the parsed JSON on: errors must still name the file."""
+    from eval_synthetic import make_detections, make_ground_truth
+
+    from erpose.eval import EvaluationError, evaluate_keypoints, load_results
+
+    gt = make_ground_truth(seed=2)
+    dets = make_detections(gt, seed=2)
+    dets[0]["keypoints"] = None
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(dets))
+    loaded = load_results(path)
+    assert loaded == dets and loaded.path == str(path)
+    with pytest.raises(EvaluationError, match=r"mine\.json: detection 0: 'keypoints' is null"):
+        evaluate_keypoints(gt, loaded)

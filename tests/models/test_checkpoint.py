@@ -107,3 +107,13 @@ def test_checkpoint_from_before_shared_keypoints_loads_with_separate_branches(tm
     images = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model.eval()(images), old.eval()(images))
+
+
+@pytest.mark.parametrize("version", [None, "1", "one", 1.5, True])
+def test_format_version_that_is_not_an_integer_names_the_file(tmp_path, version):
+    path = save_checkpoint(tmp_path / "m.pt", build_model("erpose-n"))
+    data = torch.load(path, weights_only=True)
+    data["format_version"] = version
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match=r"m\.pt: 'format_version' must be an integer"):
+        load_checkpoint(path)

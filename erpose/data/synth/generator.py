@@ -24,7 +24,7 @@ from erpose.data.synth import writers
 from erpose.data.synth.figures import SKELETON_JOINTS
 from erpose.data.synth.paste import PasteBank
 from erpose.data.synth.scene import DENSITIES, render_scene
-from erpose.files import atomic_write_text
+from erpose.files import atomic_write_text, target_error
 from erpose.skeleton import get_skeleton
 
 logger = logging.getLogger(__name__)
@@ -210,10 +210,13 @@ def generate(out_dir: str | Path, *, train: int, val: int, imgsz: int = 320, see
               "image_format": image_format, "paste_from": paste,
               "stature": tuple(stature) if stature else None, "max_people": max_people, "clutter": clutter}
     try:
-        for sub in ("images", "labels"):
-            for split in SPLITS:
-                (tmp / sub / split).mkdir(parents=True)
-        (tmp / "annotations").mkdir()
+        try:
+            for sub in ("images", "labels"):
+                for split in SPLITS:
+                    (tmp / sub / split).mkdir(parents=True)
+            (tmp / "annotations").mkdir()
+        except OSError as exc:  # staged next to ``out``: an unwritable folder is about ``out``
+            raise target_error(exc, out) from None
         tasks = [(s, i) for s, count in enumerate((train, val)) for i in range(count)]
         results = _run(tasks, config, workers, progress)
         labels = {split: [r for (s, _), r in zip(tasks, results) if s == k] for k, split in enumerate(SPLITS)}
