@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import pickle
+import pickletools
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,16 +220,33 @@ class UltralyticsCheckpoint:
 
 
 def is_ultralytics_file(path: str | Path) -> bool:
-    """True when ``path`` is a torch zip archive whose pickle names an ``ultralytics`` class.
+    """True when ``path`` is a torch zip archive whose pickle imports an ``ultralytics.`` class.
 
-    Reads the pickle's bytes only; nothing is unpickled.
+    The pickle's opcodes are scanned (``pickletools.genops``), nothing is unpickled; a string that
+    merely mentions ultralytics (a ``converted_from`` path, say) does not count.
     """
     try:
         with zipfile.ZipFile(path) as archive:
             pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-            return bool(pickles) and b"ultralytics" in archive.read(pickles[0])
+            if not pickles:
+                return False
+            data = archive.read(pickles[0])
     except (OSError, zipfile.BadZipFile, KeyError, EOFError):
         return False
+    if b"ultralytics" not in data:
+        return False
+    strings: list[str] = []
+    try:
+        for opcode, argument, _ in pickletools.genops(data):
+            if opcode.name == "GLOBAL" and str(argument).startswith("ultralytics."):
+                return True
+            if opcode.name == "STACK_GLOBAL" and len(strings) >= 2 and strings[-2].startswith("ultralytics."):
+                return True
+            if isinstance(argument, str):
+                strings.append(argument)
+    except (ValueError, EOFError, UnicodeDecodeError):
+        return False
+    return False
 
 
 def _flatten(stub: ModuleStub, prefix: str, out: dict[str, torch.Tensor]) -> None:
@@ -296,6 +314,15 @@ def read_ultralytics(path: str | Path) -> UltralyticsCheckpoint:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     data = _unpickle(path)
+    try:
+        return _checkpoint_from(path, data)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        if isinstance(exc, UltralyticsCheckpointError):
+            raise
+        raise UltralyticsCheckpointError(f"{path}: unexpected checkpoint structure ({type(exc).__name__}: {exc})") from None
+
+
+def _checkpoint_from(path: Path, data: Any) -> UltralyticsCheckpoint:
     if not isinstance(data, dict):
         raise UltralyticsCheckpointError(f"{path}: not an ultralytics checkpoint (top level is {type(data).__name__})")
     key = "ema" if isinstance(data.get("ema"), ModuleStub) else "model"

@@ -4,9 +4,12 @@ on checkpoints written by the test (``ultralytics_fakes``); the real release fil
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
+import sys
+import types
 import zipfile
 from pathlib import Path
 
@@ -224,7 +227,8 @@ def test_a_global_hidden_inside_an_ultralytics_file_is_refused(fake_n, tmp_path)
         members = {name: archive.read(name) for name in archive.namelist()}
     pkl = next(n for n in members if n.endswith("data.pkl"))
     payload = io.BytesIO()
-    pickle.Pickler(payload, protocol=2).dump({"model": "ultralytics", "x": _EvalCall()})
+    with _fake_ultralytics_class() as pose_model:
+        pickle.Pickler(payload, protocol=2).dump({"model": pose_model(), "x": _EvalCall()})
     members[pkl] = payload.getvalue()
     evil = tmp_path / "evil-ultra.pt"
     with zipfile.ZipFile(evil, "w") as archive:
@@ -260,3 +264,41 @@ def test_cli_names_a_keypoint_count_that_does_not_match_the_data(fake_n, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert str(path) in err[0] and "predicts 17 keypoints" in err[0] and "has 3" in err[0]
+
+
+def test_an_erpose_checkpoint_that_mentions_ultralytics_is_not_taken_for_one(tmp_path):
+    from erpose.models.checkpoint import save_checkpoint
+
+    path = save_checkpoint(tmp_path / "converted.pt", build_model("erpose-n"),
+                           converted_from="/models/ultralytics.nn/yolo11n-pose.pt")
+    assert not is_ultralytics_file(path)
+    assert load_model(path).config.step == "B5"
+
+
+@contextlib.contextmanager
+def _fake_ultralytics_class():
+    """``ultralytics.nn.tasks.PoseModel`` as an importable stand-in while pickling, removed after."""
+    class PoseModel(torch.nn.Module):
+        pass
+
+    PoseModel.__module__, PoseModel.__qualname__ = "ultralytics.nn.tasks", "PoseModel"
+    names = ("ultralytics", "ultralytics.nn", "ultralytics.nn.tasks")
+    for name in names:
+        sys.modules.setdefault(name, types.ModuleType(name))
+    sys.modules["ultralytics.nn.tasks"].PoseModel = PoseModel
+    try:
+        yield PoseModel
+    finally:
+        for name in names:
+            sys.modules.pop(name, None)
+
+
+def test_malformed_module_state_is_one_clear_error(tmp_path):
+    path = tmp_path / "odd.pt"
+    with _fake_ultralytics_class() as pose_model:
+        fake = pose_model()
+        fake._modules = ["not", "a", "dict"]  # a list where ultralytics stores its layers
+        torch.save({"model": fake}, path)
+    assert is_ultralytics_file(path)
+    with pytest.raises(UltralyticsCheckpointError, match="unexpected checkpoint structure"):
+        read_ultralytics(path)
