@@ -111,6 +111,24 @@ def test_other_scales_map_exactly(tmp_path, scale):
             assert torch.equal(converted.state_dict()[key], value), key
 
 
+@pytest.mark.parametrize("scale", ["l", "x"])
+def test_large_scales_map_exactly_in_memory(scale):
+    """l and x without a file (hundreds of MB): the checkpoint object as the reader would return it."""
+    from ultralytics_fakes import LAYER_TYPES, ultralytics_state_dict
+
+    from erpose.models.ultralytics_reader import UltralyticsCheckpoint
+
+    model = build_model(f"yolopose-{scale}").eval()
+    checkpoint = UltralyticsCheckpoint(
+        source=f"yolo11{scale}-pose.pt", task="pose", layer_types=[*LAYER_TYPES, "Pose"],
+        state_dict=ultralytics_state_dict(model), yaml={"scale": scale}, kpt_shape=(17, 3), names={0: "person"},
+        stride=(8, 16, 32), batchnorm=(1e-3, 0.03))
+    converted = convert_ultralytics(checkpoint)
+    for key, value in model.state_dict().items():
+        if not key.startswith("head.keypoints") or not key.endswith(("2.weight", "2.bias")):
+            assert torch.equal(converted.state_dict()[key], value), key
+
+
 def test_detection_checkpoint_fills_backbone_neck_box_and_person_score(tmp_path):
     source = _realistic(build_model("yolopose-n"), seed=5)
     path = write_fake_yolo11(tmp_path / "yolo11n.pt", source, "n", detection=True, half=False)
