@@ -48,6 +48,12 @@ CROWDPOSE14_LIMBS = (
 )
 
 
+#: A person's OKS area as a fraction of its box area, where a dataset gives no segmentation area
+#: (crowdposetools, xtcocotools, METHOD.md and ultralytics' pose loss all use 0.53). The one
+#: definition: readers, the evaluator, OKS-NMS and the torch-free runtime import it from here.
+BOX_AREA_FACTOR = 0.53
+
+
 class SkeletonError(ValueError):
     """A keypoint schema that cannot be used (bad flip_idx, wrong lengths...)."""
 

@@ -23,13 +23,9 @@ import numpy as np
 from erpose.data.errors import DatasetError, LoadReport
 from erpose.data.sample import PoseAnnotations, Sample
 from erpose.data.source import DatasetSource, finish_source, keypoint_boxes
-from erpose.skeleton import COCO17, COCO17_NAMES, CROWDPOSE14, CROWDPOSE14_NAMES, Skeleton
+from erpose.skeleton import BOX_AREA_FACTOR, COCO17, COCO17_NAMES, CROWDPOSE14, CROWDPOSE14_NAMES, Skeleton
 
 logger = logging.getLogger("erpose.data")
-
-#: Area = this factor x box area where a dataset gives no segmentation area (CrowdPose's
-#: crowdposetools and ultralytics' pose loss use the same 0.53).
-BOX_AREA_FACTOR = 0.53
 
 
 def read_coco(

@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from erpose.data.coco import BOX_AREA_FACTOR
 from erpose.data.errors import DatasetError, LoadReport
 from erpose.data.sample import PoseAnnotations, Sample
 from erpose.data.source import IMAGE_SUFFIXES, DatasetSource, finish_source, image_size, keypoint_boxes
-from erpose.skeleton import COCO17, Skeleton, SkeletonError
+from erpose.skeleton import BOX_AREA_FACTOR, COCO17, Skeleton, SkeletonError
 
 #: Tolerance (normalised units) before a keypoint counts as outside the image.
 OUTSIDE_EPS = 1e-3

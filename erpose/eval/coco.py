@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from erpose.skeleton import COCO17
+from erpose.skeleton import BOX_AREA_FACTOR, COCO17
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +34,6 @@ COCO_METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM",
 #: pycocotools keypoint area ranges (pixels^2), both ends inclusive.
 AREA_RANGES = {"all": (0.0, 1e10), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e10)}
 
-#: OKS-scale factor applied to the box area when a dataset has no ``area`` (crowdposetools, xtcocotools).
-BOX_AREA_FACTOR = 0.53
 
 
 class EvaluationError(ValueError):

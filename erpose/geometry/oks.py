@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import torch
 
-#: Ratio between a person's segmentation area and its box area, used where a dataset has no
-#: area (METHOD.md: 0.53 x box area, the figure ultralytics' pose loss uses).
-AREA_FROM_BOX = 0.53
+from erpose.skeleton import BOX_AREA_FACTOR
 
 
 def keypoint_extent_boxes(keypoints: torch.Tensor) -> torch.Tensor:
@@ -33,9 +31,9 @@ def keypoint_extent_boxes(keypoints: torch.Tensor) -> torch.Tensor:
 
 
 def keypoint_extent_areas(keypoints: torch.Tensor) -> torch.Tensor:
-    """``AREA_FROM_BOX`` x area of the tight keypoint box, (..., K, 3) -> (...)."""
+    """``BOX_AREA_FACTOR`` x area of the tight keypoint box, (..., K, 3) -> (...)."""
     boxes = keypoint_extent_boxes(keypoints)
-    return AREA_FROM_BOX * (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    return BOX_AREA_FACTOR * (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
 def oks_terms(

@@ -32,9 +32,8 @@ from erpose.models.losses import (
     visibility_loss,
 )
 from erpose.models.outputs import BranchOutput, HeadOutput
+from erpose.models.steps import STEPS
 from erpose.skeleton import Skeleton
-
-STEPS = ("B0", "B1", "B2", "B3", "B4", "B5")
 
 
 @dataclass(frozen=True)

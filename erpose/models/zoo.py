@@ -24,10 +24,9 @@ from erpose.models.backbone import Backbone, ScaleRule
 from erpose.models.er_head import ERHead
 from erpose.models.neck import PANNeck
 from erpose.models.pose_model import PoseModel
+from erpose.models.steps import STEPS
 from erpose.models.yolopose_head import YOLOPoseHead
 from erpose.skeleton import COCO17, Skeleton
-
-STEPS = ("B0", "B1", "B2", "B3", "B4", "B5")
 
 #: ``[depth, width, max_channels]`` of each scale (YOLO11's constants).
 SCALES: dict[str, tuple[float, float, int]] = {

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Area of a person from its tight keypoint box (``erpose.geometry.oks.AREA_FROM_BOX``).
-AREA_FROM_BOX = 0.53
+from erpose.skeleton import BOX_AREA_FACTOR
+
 #: Guards the OKS denominator for a degenerate (zero-area) pose, as the torch OKS does.
 OKS_EPS = 1e-9
 
@@ -74,7 +74,7 @@ def oks_nms(
     order = np.argsort(-scores, kind="stable")
     xy = np.asarray(keypoints, dtype=np.float32)[..., :2]
     extent = xy.max(axis=1) - xy.min(axis=1)  # (N, 2)
-    areas = AREA_FROM_BOX * extent[:, 0] * extent[:, 1]
+    areas = BOX_AREA_FACTOR * extent[:, 0] * extent[:, 1]
     variances = (2.0 * np.asarray(sigmas, dtype=np.float32)) ** 2  # (K,)
     keep: list[int] = []
     while order.size and (max_keep is None or len(keep) < max_keep):
