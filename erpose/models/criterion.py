@@ -132,16 +132,14 @@ def default_criterion_config(step: str) -> CriterionConfig:
     box; B2 = B1 (the ER head is a model change); B3 keypoint candidates + level gate; B4 smooth
     OKS loss with the annotation area; B5 = B3's criterion plus the o2o branch (from the head).
 
-    B5 keeps the plain keypoint loss because the ablation measured it better: B3 beat B4 (AP 0.025
-    vs 0.017 on synthcrowd-easy128), and the main command reached AP 0.050 / AP50 0.145 with the
-    plain loss against 0.032 / 0.118 with the smooth one. The smooth loss's linear tail made the
-    keypoint gradient 20-30x the score gradient, so the scores ranked poses poorly
-    (docs/BENCHMARKS.md). ``criterion.loss.kpt_loss=smooth criterion.loss.kpt_area=area`` restores it.
+    B5 keeps the plain keypoint loss because the ablation measured it better: the smooth loss's
+    linear tail made the keypoint gradient 20-30x the score gradient, so the scores ranked poses
+    poorly. ``criterion.loss.kpt_loss=smooth criterion.loss.kpt_area=area`` restores it.
 
     B5 also drops the o2o copy's keypoint and visibility terms (``o2o_keypoint_gain=0``): the
     keypoint branch is shared and the o2o positive is one of the o2m positives, so the extra terms
-    only doubled one anchor's keypoint weight against the score terms. On synthcrowd-easy128 (P2)
-    B5 reached AP 0.0285 without them against 0.0112 with them (means of 2 seeds).
+    only doubled one anchor's keypoint weight against the score terms. The measurements behind both
+    choices: docs/BENCHMARKS.md, "Defaults changed by this study".
 
     Raises:
         ValueError: ``step`` is not one of ``STEPS``.

@@ -107,12 +107,16 @@ class ModelConfig:
 
 
 #: Score-branch width of the ER head per scale: as wide as the baseline's class branch (the P3
-#: channel count). The ablation measured it +0.5 AP on mixed and +1.2 AP on crowd scenes over
-#: half that width, for ER-Pose-n 1 % more parameters (docs/BENCHMARKS.md, P3 and P2). Explicit
-#: here, not a new auto rule, so that checkpoints with ``score_width: 0`` keep their width.
+#: channel count), which the ablation measured better than half that width (docs/BENCHMARKS.md,
+#: "Defaults changed by this study"). Explicit here, not a new auto rule, so that checkpoints
+#: with ``score_width: 0`` keep their width.
 ER_SCORE_WIDTH = {"n": 64, "s": 128, "m": 256, "l": 256, "x": 384}
-#: Channels of the neck's stride-8 map per scale (``make_divisible(min(256, max_channels) * width)``).
-SCALE_P3_CHANNELS = {"n": 64, "s": 128, "m": 256, "l": 256, "x": 384}
+
+
+def p3_channels(scale: str) -> int:
+    """Channels of the neck's stride-8 map at ``scale`` (nominal 256, width-scaled)."""
+    _, width, max_channels = SCALES[scale]
+    return ScaleRule(1.0, width, max_channels).channels(256)
 
 
 def _head_for_step(step: str, scale: str) -> HeadConfig:
@@ -120,8 +124,8 @@ def _head_for_step(step: str, scale: str) -> HeadConfig:
         return HeadConfig(kind="yolopose", box=True, o2o=False)
     if step == "B1":
         return HeadConfig(kind="yolopose", box=False, o2o=False)
-    # Separable keypoint convs: 25 % fewer FLOPs for n and the same AP on the main command
-    # (docs/BENCHMARKS.md); ``head.keypoint_separable: false`` is METHOD.md's plain 3x3 branch.
+    # Separable keypoint convs: a fraction of the FLOPs for the same AP (docs/BENCHMARKS.md);
+    # ``head.keypoint_separable: false`` is METHOD.md's plain 3x3 branch.
     return HeadConfig(kind="er", box=False, o2o=step == "B5", score_width=ER_SCORE_WIDTH[scale],
                       keypoint_separable=True)
 
@@ -129,7 +133,7 @@ def _head_for_step(step: str, scale: str) -> HeadConfig:
 def pretrained_layout_head(scale: str, num_keypoints: int = 17) -> HeadConfig:
     """B5 head whose branches have the YOLO11-pose head's shapes: the class branch's width for the
     scores and its full 3x3 keypoint branch, so pretrained pose weights load into every layer."""
-    first_channels = SCALE_P3_CHANNELS[scale]
+    first_channels = p3_channels(scale)
     return HeadConfig(kind="er", box=False, o2o=True, score_width=ER_SCORE_WIDTH[scale],
                       keypoint_width=max(first_channels // 4, 3 * num_keypoints), keypoint_separable=False)
 
