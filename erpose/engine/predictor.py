@@ -230,7 +230,8 @@ class Predictor:
 
 
 def oks_nms(detections: np.ndarray, skeleton: Skeleton, threshold: float = NMS_OKS_THRESHOLD) -> np.ndarray:
-    """Greedy OKS-NMS on one image's rows (numpy in and out; :func:`erpose.geometry.nms.oks_nms` inside).
+    """Greedy OKS-NMS on one image's rows: :func:`erpose.runtime.nms.oks_nms` (the numpy one) on the
+    row layout, so the prediction loop stays torch-free.
 
     Args:
         detections: (n, 1 + 3K) rows: score, then x, y, conf per keypoint.
@@ -240,14 +241,11 @@ def oks_nms(detections: np.ndarray, skeleton: Skeleton, threshold: float = NMS_O
     Returns:
         (m,) int64 indices of the kept rows, best first.
     """
-    import torch
+    from erpose.runtime.nms import oks_nms as numpy_oks_nms
 
-    from erpose.geometry.nms import oks_nms as torch_oks_nms
-
-    dets = torch.from_numpy(np.asarray(detections, dtype=np.float32))
+    dets = np.asarray(detections, dtype=np.float32)
     keypoints = dets[:, 1:].reshape(len(dets), skeleton.num_keypoints, 3)
-    keep = torch_oks_nms(keypoints, dets[:, 0], torch.from_numpy(skeleton.sigmas_array()), threshold)
-    return keep.numpy().astype(np.int64)
+    return numpy_oks_nms(keypoints, dets[:, 0], skeleton.sigmas_array(), threshold)
 
 
 def _is_torch_module(model: Any) -> bool:

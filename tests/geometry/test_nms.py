@@ -60,3 +60,25 @@ def test_oks_nms_drops_duplicate_pose_keeps_distinct_one():
 def test_nms_empty_inputs():
     assert box_nms(torch.zeros(0, 4), torch.zeros(0), 0.5).numel() == 0
     assert oks_nms(torch.zeros(0, 3, 2), torch.zeros(0), torch.ones(3) * 0.1, 0.5).numel() == 0
+
+
+def test_numpy_and_torch_oks_nms_agree():
+    """One OKS-NMS per framework: the torch-free runtime's numpy version keeps the same poses."""
+    import numpy as np
+
+    from erpose.runtime.nms import oks_nms as numpy_oks_nms
+    from erpose.skeleton import COCO17
+
+    generator = torch.Generator().manual_seed(0)
+    sigmas = torch.tensor(COCO17.sigmas)
+    for trial in range(20):
+        centres = torch.rand(6, 1, 2, generator=generator) * 200
+        people = centres + torch.randn(6, 17, 2, generator=generator) * 20
+        copies = people[torch.randint(0, 6, (30,), generator=generator)]
+        poses = copies + torch.randn(30, 17, 2, generator=generator) * (1 + trial)
+        scores = torch.rand(30, generator=generator)
+        for threshold in (0.5, 0.7, 0.9):
+            expected = oks_nms(poses, scores, sigmas, threshold).tolist()
+            got = numpy_oks_nms(poses.numpy(), scores.numpy(), sigmas.numpy(), threshold).tolist()
+            assert got == expected, (trial, threshold)
+    assert numpy_oks_nms(np.zeros((0, 17, 2)), np.zeros(0), sigmas.numpy(), 0.5).size == 0
