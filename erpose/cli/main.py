@@ -20,6 +20,7 @@ VERBS = {
     "synth": "generate a SynthCrowd synthetic crowded-people dataset",
     "convert": "convert datasets between COCO keypoint JSON and YOLO-pose",
     "info": "print a model summary (layers, parameters, GFLOPs)",
+    "serve": "serve a model over HTTP, with a demo page (the [serve] extra)",
 }
 
 

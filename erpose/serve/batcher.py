@@ -1,0 +1,116 @@
+"""Micro-batching: requests that arrive together share one model call, run off the event loop.
+
+The first waiting request opens a batch; others join it for at most ``wait_s`` or until
+``max_batch`` are in. Requests with different batch keys (input sizes) are run as separate
+calls. The queue is bounded: ``submit`` raises ``QueueFullError`` instead of letting work pile up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class QueueFullError(RuntimeError):
+    """The server's request queue is full (the client should retry later: HTTP 503)."""
+
+
+@dataclass
+class _Job:
+    key: Hashable
+    payload: Any
+    future: asyncio.Future = field(repr=False)
+
+
+class MicroBatcher:
+    """Collect jobs into batches and run ``run_batch(key, payloads) -> results`` in one worker thread.
+
+    Args:
+        run_batch: called with a batch key and the payloads of one batch; returns one result per
+            payload (an exception fails every job of that batch).
+        max_batch: payloads per call at most.
+        wait_s: how long a batch waits for more jobs after its first.
+        queue_size: jobs waiting at most.
+    """
+
+    def __init__(self, run_batch: Callable[[Hashable, Sequence[Any]], Sequence[Any]], max_batch: int = 8,
+                 wait_s: float = 0.01, queue_size: int = 64) -> None:
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self.wait_s = wait_s
+        self.queue_size = queue_size
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._worker: asyncio.Task | None = None
+        # One thread: the model is not re-entrant, and it parallelises internally.
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="erpose-model")
+        self.on_batch: Callable[[int], None] | None = None
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue(maxsize=self.queue_size)
+        self._worker = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, key: Hashable, payload: Any) -> Any:
+        """Queue one payload and wait for its result; ``QueueFullError`` when the queue is full."""
+        if self._queue is None:
+            raise RuntimeError("MicroBatcher.start() was not awaited")
+        job = _Job(key, payload, asyncio.get_running_loop().create_future())
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise QueueFullError(f"{self.queue_size} requests are already waiting") from None
+        return await job.future
+
+    async def _collect(self) -> list[_Job]:
+        assert self._queue is not None
+        jobs = [await self._queue.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_s
+        while len(jobs) < self.max_batch:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                jobs.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except asyncio.TimeoutError:
+                break
+        return jobs
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = await self._collect()
+            groups: dict[Hashable, list[_Job]] = {}
+            for job in jobs:
+                groups.setdefault(job.key, []).append(job)
+            for key, group in groups.items():
+                live = [job for job in group if not job.future.cancelled()]  # clients that went away
+                if not live:
+                    continue
+                try:
+                    results = await loop.run_in_executor(self._executor, self.run_batch, key, [j.payload for j in live])
+                    if self.on_batch is not None:
+                        self.on_batch(len(live))
+                except Exception as exc:  # one failed call fails its own jobs, not the server
+                    for job in live:
+                        if not job.future.done():
+                            job.future.set_exception(exc)
+                    continue
+                for job, result in zip(live, results):
+                    if not job.future.done():
+                        job.future.set_result(result)
