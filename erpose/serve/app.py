@@ -175,6 +175,8 @@ def create_app(backend: Any, config: ServeConfig, *, model_name: str | None = No
         body = await read_body(request)
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith("multipart/form-data"):
+            if len(body) > config.max_upload_bytes:  # the read allowed room for multipart framing
+                raise HTTPProblem(413, f"upload larger than the limit of {config.max_upload_mb:g} MB")
             return body
         # Parse the multipart body we already hold (bounded above), not a second stream.
         from starlette.datastructures import UploadFile

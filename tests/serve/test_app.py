@@ -96,6 +96,8 @@ def test_bad_uploads(client):
     jpeg = cv2.imencode(".jpg", np.full((40, 40, 3), 128, np.uint8))[1].tobytes()
     truncated = client.post("/v1/predict", content=jpeg[: len(jpeg) // 2])
     assert truncated.status_code == 400 and "truncated" in truncated.json()["error"]
+    just_over = client.post("/v1/predict", content=b"\x89PNG\r\n\x1a\n" + b"\x00" * int(0.05 * 2**20))
+    assert just_over.status_code == 413  # the limit is exact for a raw body
     big = client.post("/v1/predict", content=b"\x89PNG\r\n\x1a\n" + b"\x00" * 200_000)
     assert big.status_code == 413 and "0.05 MB" in big.json()["error"]
     no_file = client.post("/v1/predict", files={"other": ("a.png", _png(), "image/png")})
