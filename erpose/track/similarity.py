@@ -22,9 +22,10 @@ def masked_boxes(xy: np.ndarray, seen: np.ndarray) -> np.ndarray:
     Returns:
         (n, 4) float64 x1, y1, x2, y2; all zeros for a person with no seen keypoint.
     """
-    lo = np.where(seen[..., None], xy, np.inf).min(axis=1)
-    hi = np.where(seen[..., None], xy, -np.inf).max(axis=1)
-    boxes = np.concatenate([lo, hi], axis=1)
+    pad = np.where(seen, 0.0, np.inf)  # unseen keypoints go to +-inf and drop out of min / max
+    x, y = xy[..., 0], xy[..., 1]
+    boxes = np.stack([(x + pad).min(axis=1), (y + pad).min(axis=1), (x - pad).max(axis=1), (y - pad).max(axis=1)],
+                     axis=1)
     return np.where(seen.any(axis=1, keepdims=True), boxes, 0.0)
 
 
@@ -49,11 +50,18 @@ def pairwise_oks(
     """
     boxes = masked_boxes(trk_xy, trk_seen)
     areas = np.maximum(AREA_FROM_BOX * (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), min_area)
-    d2 = ((det_xy[:, None] - trk_xy[None]) ** 2).sum(axis=-1)  # (n, t, K)
-    u2 = d2 / (2.0 * (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2 * areas[None, :, None])
-    both = det_seen[:, None] & trk_seen[None]
-    total = np.where(both, np.exp(-np.minimum(u2, 80.0)), 0.0).sum(axis=-1)
-    return total / np.maximum(both.sum(axis=-1), 1)
+    # -1 / (2 A (2 sigma)^2) per track and keypoint, zero where the track has not seen it.
+    scale = -1.0 / (2.0 * (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2 * areas[:, None]) * trk_seen
+    # float32 for the (n, t, K) part: exp is SIMD-vectorised for float32 on AVX2 CPUs (about 6x
+    # faster than float64 here), and an association does not need more than 7 digits.
+    det32, trk32 = det_xy.astype(np.float32), trk_xy.astype(np.float32)
+    dx = det32[:, None, :, 0] - trk32[None, :, :, 0]  # (n, t, K); x and y apart: no reduction over 2
+    dy = det32[:, None, :, 1] - trk32[None, :, :, 1]
+    # exp(0) = 1 where the track has not seen a keypoint; the masks remove those terms.
+    similarity = np.exp((dx * dx + dy * dy) * scale.astype(np.float32)[None]) * trk_seen[None]
+    seen_det = det_seen.astype(np.float32)
+    total = np.matmul(similarity, seen_det[:, :, None])[..., 0]  # (n, t, K) @ (n, K, 1): sum over K
+    return total.astype(np.float64) / np.maximum(seen_det.astype(np.float64) @ trk_seen.T, 1.0)
 
 
 def pairwise_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:

@@ -148,7 +148,9 @@ class PoseTracker:
 
         tracks = self._coast(tracks, predicted, matched_trk)
         tracks = self._update_matched(tracks, matched_trk, dets[matched_det], predicted[matched_trk], dt)
-        unmatched_high = np.setdiff1d(high, matched_det)
+        is_matched = np.zeros(len(scores), bool)
+        is_matched[matched_det] = True
+        unmatched_high = high[~is_matched[high]]
         births = unmatched_high[scores[unmatched_high] >= cfg.new_track_score]
         if len(births):
             tracks = tracks.extend(self._new_tracks(dets[births], dt))
