@@ -62,8 +62,10 @@ class TrackerConfig:
             (ByteTrack), with tracks that were matched in the previous frame; lower ones are dropped.
         new_track_score: an unmatched first-round detection starts a track only at or above this.
         match_threshold: least similarity (OKS or IoU) for a first-round match.
-        low_match_threshold: least similarity for a second-round match; stricter, because a
-            low-score detection is more likely a false positive (ByteTrack uses IoU 0.5 there).
+        low_match_threshold: least similarity for a second-round match; stricter than round 1,
+            because a low-score detection is more likely a false positive (ByteTrack's IoU 0.5).
+            With OKS, 0.3 keeps more keypoints under heavy keypoint noise but lets more ids
+            switch when people are often missed (docs/track.md, Quality).
         min_hits: a new track is confirmed, gets an id and is reported after this many
             consecutive matched frames (its first frame counts). During the first ``min_hits``
             frames of a stream tracks are confirmed at once, so the first frame is not lost.
@@ -86,7 +88,7 @@ class TrackerConfig:
     """
 
     association: str = "pose"
-    motion: str = "velocity"
+    motion: str = "kalman"
     high_score: float = 0.5
     low_score: float = 0.1
     new_track_score: float = 0.6
