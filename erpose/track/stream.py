@@ -102,9 +102,7 @@ def track_results(results: Iterable[Results], config: TrackerConfig | None = Non
         if tracker is None:
             tracker = PoseTracker(res.skeleton.sigmas_array(), config)
         if key != sequence:
-            next_id = tracker.next_id
-            tracker.reset()
-            tracker.next_id = next_id  # ids are never reused within a run
+            tracker.reset(keep_ids=True)  # ids are never reused within a run
             sequence, frame = key, 0
             dt = 1.0 / video_fps(res.path, config.smoothing.fps) if key != "images" else 1.0 / config.smoothing.fps
         tracks = tracker.update(res.scores, res.keypoints.data, dt=dt)

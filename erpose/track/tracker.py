@@ -101,11 +101,17 @@ class PoseTracker:
         self.num_keypoints = int(self.sigmas.shape[0])
         self.reset()
 
-    def reset(self) -> None:
-        """Forget every track and restart the frame count; ids restart at 1 (a new video)."""
+    def reset(self, keep_ids: bool = False) -> None:
+        """Forget every track and restart the frame count (a new video).
+
+        Args:
+            keep_ids: continue the id count, so that no id is reused across videos; otherwise
+                ids restart at 1.
+        """
         self._tracks = _Tracks.empty(self.num_keypoints)
         self.frame_count = 0
-        self.next_id = 1
+        if not keep_ids or not hasattr(self, "next_id"):
+            self.next_id = 1
 
     @property
     def num_tracks(self) -> int:
