@@ -99,6 +99,7 @@ class PoseTracker:
         self.sigmas = np.asarray(sigmas, dtype=np.float64).reshape(-1)
         self.config = config or TrackerConfig()
         self.num_keypoints = int(self.sigmas.shape[0])
+        self.next_id = 1
         self.reset()
 
     def reset(self, keep_ids: bool = False) -> None:
@@ -110,7 +111,7 @@ class PoseTracker:
         """
         self._tracks = _Tracks.empty(self.num_keypoints)
         self.frame_count = 0
-        if not keep_ids or not hasattr(self, "next_id"):
+        if not keep_ids:
             self.next_id = 1
 
     @property
