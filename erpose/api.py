@@ -8,6 +8,8 @@ Example::
     model.train(data="synthcrowd-train", epochs=10, imgsz=256)
     metrics = model.val(data="synthcrowd-train")
     results = model.predict("people.jpg", conf=0.25)
+    for frame in model.track("walk.mp4"):    # frame.tracks.track_ids, .smoothed, frame.plot()
+        ...
     results[0].keypoints.xy, results[0].scores, results[0].boxes
     cv2.imwrite("out.jpg", results[0].plot())
     model.export(format="onnx", imgsz=640)
@@ -80,6 +82,45 @@ class ERPose:
         return predictor(source)
 
     __call__ = predict
+
+    def track(
+        self,
+        source: Any,
+        *,
+        stream: bool = True,
+        tracker: Any = None,
+        imgsz: int = 640,
+        conf: float | None = None,
+        max_det: int = 100,
+        batch_size: int = 1,
+    ) -> Any:
+        """Poses with track ids on a video, a folder or list of frames (one sequence), a camera or stream.
+
+        Args:
+            source: as :meth:`predict`.
+            stream: yield frame by frame (default; a long video never sits in memory); False
+                returns a list.
+            tracker: an ``erpose.track.TrackerConfig`` (association, life cycle, smoothing);
+                the defaults when None.
+            conf: lowest person score kept; the tracker's ``low_score`` when None (its second
+                round needs the low-score people).
+
+        Returns:
+            ``erpose.track.stream.TrackedResults`` per frame: ``.tracks.track_ids``,
+            ``.tracks.keypoints`` (raw), ``.tracks.smoothed``, ``.result`` (every person),
+            ``.plot()``.
+        """
+        from erpose.engine.predictor import Predictor
+        from erpose.track.config import TrackerConfig
+        from erpose.track.stream import track_results
+
+        config = tracker or TrackerConfig()
+        predictor = Predictor(
+            self.backend, imgsz=imgsz, conf=config.low_score if conf is None else conf, max_det=max_det,
+            device=self.device, batch_size=batch_size,
+        )
+        results = track_results(predictor.stream(source), config)
+        return results if stream else list(results)
 
     def train(self, **overrides: Any):
         """Train this model; keyword arguments are ``TrainConfig`` fields or dotted paths

@@ -16,6 +16,7 @@ VERBS = {
     "train": "train a model (ER-Pose or the YOLO-Pose baseline)",
     "val": "evaluate a model or a COCO results file (COCO / CrowdPose AP)",
     "predict": "draw and save poses on images, folders, videos or streams",
+    "track": "predict poses on a video, frame folder or camera and give each person a track id",
     "export": "export a model to ONNX",
     "synth": "generate a SynthCrowd synthetic crowded-people dataset",
     "convert": "convert datasets between COCO keypoint JSON and YOLO-pose",
