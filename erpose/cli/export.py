@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8", action="store_true",
                         help="static INT8 quantisation (ONNX Runtime QDQ, per-channel weights); needs --calib")
     parser.add_argument("--calib", default=None, metavar="DATA",
-                        help="--int8 calibration images: a folder (its train/ sub-folder if any) or a SynthCrowd preset")
+                        help="--int8 calibration images: a folder (its train*/ sub-folder if any) or a SynthCrowd preset")
     parser.add_argument("--calib-images", type=int, default=64, help="--int8: calibration images (default 64)")
     parser.add_argument("--int8-float", default="head-outputs", choices=["decode", "head-outputs"],
                         help="--int8: nodes kept float: the decoding, top-k and the head's output convolutions "

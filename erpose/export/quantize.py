@@ -44,8 +44,8 @@ class Int8Config:
     """Options of :func:`quantize_onnx`.
 
     Attributes:
-        calib: a folder of images (searched recursively; a ``train`` sub-folder is preferred when
-            there is one) or a SynthCrowd preset name (rendered into the cache if needed).
+        calib: a folder of images (searched recursively; its first ``train*`` sub-folder, e.g.
+            ``train2017``, when it has one) or a SynthCrowd preset name (rendered into the cache if needed).
         calib_images: images used for calibration, spread evenly over the sorted file list.
         keep_float: ``"decode"`` or ``"head-outputs"`` (see the module docstring).
         per_channel: int8 weights per output channel (per tensor otherwise).
@@ -77,7 +77,8 @@ def calibration_files(calib: str, count: int) -> list[Path]:
             raise ValueError(f"--calib {calib!r}: not a folder of images nor a SynthCrowd preset "
                              f"({', '.join(PRESETS)})")
         root = ensure_preset(calib, progress=True)
-    train = [p for p in root.rglob("train") if p.is_dir()]
+    # Calibrate on training images where the data has a split (train/, train2017/), never on val.
+    train = sorted(p for p in root.rglob("train*") if p.is_dir())
     search = train[0] if train else root
     files = sorted(p for p in search.rglob("*") if p.suffix.lower() in CALIB_SUFFIXES)
     if not files:
@@ -186,7 +187,7 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, co
     files = calibration_files(config.calib, config.calib_images)
     reader = _Reader(model.graph.input[0].name, calibration_batches(files, metadata.imgsz, metadata.channel_order))
     scheme = f"int8-qdq per-{'channel' if config.per_channel else 'tensor'} weights, u8 activations, " \
-             f"float {config.keep_float}, calibrated on {len(files)} images"
+             f"float {config.keep_float}, calibrated on {len(files)} images of {files[0].parent.name}"
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
         staged = Path(tmp) / "int8.onnx"
         quantize_static(
