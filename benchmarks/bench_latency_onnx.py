@@ -26,6 +26,7 @@ Usage (ER-Pose-n vs baseline-n only, or with the peers when the venv exists)::
 
     python benchmarks/bench_latency_onnx.py --runs 50 --threads 2
     python benchmarks/bench_latency_onnx.py --ultra-python /work/venv-ultra/bin/python
+    python benchmarks/bench_latency_onnx.py --int8 DATA_DIR --onnx my-model-int8.onnx   # + INT8 rows
 
 Relation to ``benchmarks/bench_latency.py`` (the model engineer's PyTorch latency script): that
 one times the PyTorch forward; this one is the deployment path (ONNX Runtime, end to end).
@@ -179,6 +180,23 @@ def _export_erpose(out: Path, imgsz: int, max_det: int, extra: list[str]) -> dic
     return files
 
 
+def _quantise(files: dict[str, tuple[Path, str]], out: Path, calib: str, calib_images: int,
+              ) -> dict[str, tuple[Path, str]]:
+    """An ``<label>-int8`` static INT8 (QDQ) copy of every ER-Pose file (the NMS baselines are left out)."""
+    from erpose.export.quantize import Int8Config, quantize_onnx
+
+    config = Int8Config(calib=calib, calib_images=calib_images)
+    return {f"{label}-int8": (quantize_onnx(path, out / f"{label}-int8.onnx", config), kind)
+            for label, (path, kind) in files.items() if kind == "erpose"}
+
+
+def _existing(paths: list[str]) -> dict[str, tuple[Path, str]]:
+    """``--onnx`` files: {stem: (path, kind)}, the kind read from the erpose metadata."""
+    from erpose.runtime.session import read_metadata
+
+    return {Path(p).stem: (Path(p), "baseline" if read_metadata(p).needs_nms else "erpose") for p in paths}
+
+
 def _export_peers(python: str, out: Path, imgsz: int, max_det: int) -> dict[str, dict]:
     env = dict(os.environ, YOLO_CONFIG_DIR=str(out / "ultralytics-config"), YOLO_OFFLINE="1")
     proc = subprocess.run([python, os.path.abspath(__file__), "--export-ultralytics", str(out),
@@ -216,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true", help="time the erpose models only")
     parser.add_argument("--extra", action="append", default=[], metavar="MODEL",
                         help="also time this zoo name, model YAML or checkpoint (repeatable)")
+    parser.add_argument("--onnx", action="append", default=[], metavar="FILE",
+                        help="also time this erpose ONNX file as it is (float or INT8; repeatable)")
+    parser.add_argument("--int8", default=None, metavar="CALIB",
+                        help="also time an INT8 (QDQ) copy of each ER-Pose model, calibrated on this folder "
+                             "of images or SynthCrowd preset")
+    parser.add_argument("--calib-images", type=int, default=64, help="calibration images of --int8")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--export-ultralytics", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -230,8 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     image, image_name = _load_image(args.image, np)
     with tempfile.TemporaryDirectory(prefix="erpose-bench-") as tmp:
         out = Path(tmp)
-        pipelines = [Pipeline(n, p, kind, args.threads, args.conf, args.max_det)
-                     for n, (p, kind) in _export_erpose(out, args.imgsz, args.max_det, args.extra).items()]
+        files = _export_erpose(out, args.imgsz, args.max_det, args.extra)
+        if args.int8:
+            files.update(_quantise(files, out, args.int8, args.calib_images))
+        files.update(_existing(args.onnx))
+        pipelines = [Pipeline(n, p, kind, args.threads, args.conf, args.max_det) for n, (p, kind) in files.items()]
         if not args.no_peers and Path(args.ultra_python).is_file():
             for name, info in _export_peers(args.ultra_python, out, args.imgsz, args.max_det).items():
                 pipeline = Pipeline(name, Path(info["path"]), "yolo11" if "11" in name else "yolo26",
@@ -255,16 +282,18 @@ def main(argv: list[str] | None = None) -> int:
         rows[p.name] = {stage: _stats([t[stage] for t in times[p.name]], np) for stage in ("pre", "infer", "post", "total")}
         rows[p.name]["nms_candidates"] = float(np.mean(p.candidates)) if p.candidates else 0.0
     ours = rows["erpose-n"]["total"]["median"]
+    peer = rows.get("yolo11n-pose", {}).get("total", {}).get("median")
     print(f"\nONNX Runtime {ort.__version__} CPU, intra_op_num_threads={args.threads}, batch 1, {args.imgsz} px, "
           f"{args.runs} runs (+{args.warmup} warm-up), image: {image_name}, conf {args.conf}\n")
     print("| model | end-to-end median ms | p10-p90 ms | IQR ms | infer ms | pre ms | post ms "
-          "| NMS candidates | ER-Pose-n / model |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| NMS candidates | ER-Pose-n / model | model / YOLO11n-pose |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         t = r["total"]
         print(f"| {name} | {t['median']:.1f} | {t['p10']:.1f}-{t['p90']:.1f} | {t['iqr']:.1f} | "
               f"{r['infer']['median']:.1f} | {r['pre']['median']:.2f} | {r['post']['median']:.2f} | "
-              f"{r['nms_candidates']:.0f} | {ours / t['median']:.2f} |")
+              f"{r['nms_candidates']:.0f} | {ours / t['median']:.2f} | "
+              f"{t['median'] / peer if peer else float('nan'):.2f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"config": vars(args), "image": image_name, "results": rows}, indent=2))
     return 0

@@ -1,4 +1,8 @@
-"""``erpose export``: write an ONNX file with decoding (and top-k) in the graph and erpose metadata."""
+"""``erpose export``: write an ONNX file with decoding (and top-k) in the graph and erpose metadata.
+
+``--int8 --calib DATA`` quantises that file statically (QDQ, per-channel int8 weights) with ONNX
+Runtime's tools; see :mod:`erpose.export.quantize`.
+"""
 
 from __future__ import annotations
 
@@ -26,13 +30,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-det", type=int, default=None, help="people per image in the output (default 100)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     parser.add_argument("--simplify", action="store_true", help="run onnxsim if installed")
+    parser.add_argument("--int8", action="store_true",
+                        help="static INT8 quantisation (ONNX Runtime QDQ, per-channel weights); needs --calib")
+    parser.add_argument("--calib", default=None, metavar="DATA",
+                        help="--int8 calibration images: a folder (its train*/ sub-folder if any) or a SynthCrowd preset")
+    parser.add_argument("--calib-images", type=int, default=64, help="--int8: calibration images (default 64)")
+    parser.add_argument("--int8-float", default="head-outputs", choices=["decode", "head-outputs"],
+                        help="--int8: nodes kept float: the decoding, top-k and the head's output convolutions "
+                             "(default), or the decoding and top-k only")
     parser.add_argument("--out", default=None, help="output file (default: next to the weights, .onnx)")
 
 
-def _default_out(weights: str, half: bool) -> Path:
+def _default_out(weights: str, half: bool, int8: bool = False) -> Path:
     path = Path(weights)
     stem = path.stem if path.suffix else path.name
-    return (path.parent if path.suffix else Path(".")) / f"{stem}{'-fp16' if half else ''}.onnx"
+    tag = "-fp16" if half else "-int8" if int8 else ""
+    return (path.parent if path.suffix else Path(".")) / f"{stem}{tag}.onnx"
+
+
+def _check_int8(args: argparse.Namespace) -> None:
+    if not args.int8:
+        if args.calib is not None:
+            raise CLIError("--calib is for --int8 exports")
+        return
+    if args.calib is None:
+        raise CLIError("--int8 needs calibration images: --calib FOLDER or --calib SYNTHCROWD_PRESET")
+    if args.half:
+        raise CLIError("--int8 and --half exclude each other (INT8 starts from the float32 graph)")
+    if args.calib_images < 1:
+        raise CLIError(f"--calib-images must be positive, got {args.calib_images}")
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError:
+        raise CLIError("--int8 needs onnxruntime (its quantization tools): pip install 'erpose[onnx]'") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,22 +78,46 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--imgsz takes one or two numbers, got {args.imgsz}")
     if args.max_det is not None and args.max_det < 1:
         raise CLIError(f"--max-det must be positive, got {args.max_det}")
+    _check_int8(args)
     imgsz = args.imgsz[0] if len(args.imgsz) == 1 else (args.imgsz[0], args.imgsz[1])
     config = OnnxExportConfig(
         imgsz=imgsz, batch=args.batch, dynamic=args.dynamic, dynamic_batch=args.dynamic_batch, half=args.half,
         max_det=args.max_det, opset=args.opset, simplify=args.simplify,
     )
     model = load_model(args.weights)
-    out = Path(args.out) if args.out else _default_out(args.weights, args.half)
+    out = Path(args.out) if args.out else _default_out(args.weights, args.half, args.int8)
     name = Path(args.weights).stem if Path(args.weights).suffix else args.weights
     try:
-        export_onnx(model, out, config, model_name=name)
+        if args.int8:
+            _export_int8(model, out, config, name, args)
+        else:
+            export_onnx(model, out, config, model_name=name)
     except ExportError as exc:
         raise CLIError(str(exc)) from exc
     meta = read_metadata(out)
     post = "none (decoded, sorted, top-k in the graph)" if not meta.needs_nms else f"{meta.nms} NMS in the runtime"
     print(f"{out}: {meta.model_name} ({meta.step}), input (B, 3, {meta.imgsz[0]}, {meta.imgsz[1]}) "
-          f"{'float16' if meta.half else 'float32'}, output (B, {meta.max_det if not meta.needs_nms else 'A'}, "
+          f"{'float16' if meta.half else 'float32'}{', INT8 weights (' + meta.quantization + ')' if args.int8 else ''}, output (B, {meta.max_det if not meta.needs_nms else 'A'}, "
           f"{1 + 3 * meta.num_keypoints if not meta.needs_nms else '...'}), post-processing: {post}, "
           f"{out.stat().st_size / 1e6:.1f} MB")
     return 0
+
+
+def _export_int8(model, out: Path, config, name: str, args: argparse.Namespace) -> None:
+    """Float export to a temporary file, then static INT8 quantisation of it into ``out``."""
+    import tempfile
+
+    from erpose.export.onnx import export_onnx
+    from erpose.export.quantize import Int8Config, quantize_onnx
+
+    try:
+        int8 = Int8Config(calib=args.calib, calib_images=args.calib_images, keep_float=args.int8_float)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        float_path = export_onnx(model, Path(tmp) / "float.onnx", config, model_name=name)
+        try:
+            quantize_onnx(float_path, out, int8)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None

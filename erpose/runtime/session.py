@@ -65,6 +65,8 @@ class ExportMetadata:
         dynamic_shape: the H and W axes are symbolic too.
         half: float16 input and weights.
         channel_order: ``"RGB"`` or ``"BGR"`` order the network expects.
+        quantization: ``"none"`` (float weights) or a description of the INT8 scheme, e.g.
+            ``"int8-qdq"`` (:mod:`erpose.export.quantize`); the input stays float either way.
         version: erpose version that wrote the file.
         schema: metadata schema version.
     """
@@ -83,6 +85,7 @@ class ExportMetadata:
     dynamic_shape: bool = False
     half: bool = False
     channel_order: str = "RGB"
+    quantization: str = "none"
     version: str = ""
     schema: int = METADATA_SCHEMA
 
@@ -118,6 +121,7 @@ class ExportMetadata:
             "dynamic_shape": json.dumps(self.dynamic_shape),
             "half": json.dumps(self.half),
             "channel_order": self.channel_order,
+            "quantization": self.quantization,
             "input": "images: (B, 3, H, W) float in [0, 1], letterboxed, " + self.channel_order,
             "output_layout": OUTPUT_LAYOUT,
         }
@@ -160,7 +164,8 @@ class ExportMetadata:
                 dynamic=bool(json.loads(props.get("dynamic", "false"))),
                 dynamic_shape=bool(json.loads(props.get("dynamic_shape", "false"))),
                 half=bool(json.loads(props.get("half", "false"))),
-                channel_order=props.get("channel_order", "RGB"), version=props.get("erpose_version", ""),
+                channel_order=props.get("channel_order", "RGB"), quantization=props.get("quantization", "none"),
+                version=props.get("erpose_version", ""),
                 schema=schema,
             )
         except OnnxModelError:
