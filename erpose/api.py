@@ -59,7 +59,7 @@ class ERPose:
         self,
         source: Any,
         *,
-        imgsz: int = 640,
+        imgsz: int | None = None,
         conf: float = 0.25,
         max_det: int = 100,
         batch_size: int = 1,
@@ -67,12 +67,17 @@ class ERPose:
     ) -> list:
         """Poses on an image array, a list of arrays, a path, folder, glob or video.
 
+        ``imgsz`` None takes an ``.onnx`` file's own input size (a fixed-size export accepts only
+        that), else 640.
+
         Returns:
             One ``erpose.engine.results.Results`` per image or frame (``.keypoints.xy``,
             ``.keypoints.conf``, ``.scores``, ``.boxes``, ``.plot()``).
         """
         from erpose.engine.predictor import Predictor
 
+        # An exported ONNX file knows the size it was exported at, as `erpose predict` does.
+        imgsz = imgsz or getattr(self.backend, "imgsz", None) or 640
         predictor = Predictor(
             self.backend, imgsz=imgsz, conf=conf, max_det=max_det, device=self.device,
             batch_size=batch_size, nms=nms,
@@ -113,12 +118,16 @@ class ERPose:
         self.last_train = result
         return result
 
-    def val(self, data: str, *, imgsz: int = 640, batch_size: int = 8, split: str = "val", **kwargs: Any):
-        """COCO (or CrowdPose) keypoint AP on a dataset split; returns ``ValidationResult``."""
+    def val(self, data: str, *, imgsz: int | None = None, batch_size: int = 8, split: str = "val", **kwargs: Any):
+        """COCO (or CrowdPose) keypoint AP on a dataset split; returns ``ValidationResult``.
+
+        An ``.onnx`` model runs in ONNX Runtime (at its own input size when ``imgsz`` is None),
+        scored exactly as its checkpoint is; a PyTorch model at ``imgsz`` (default 640).
+        """
         from erpose.engine.validator import validate
 
-        self._require_torch("validation")
-        return validate(self.model, data, imgsz=imgsz, batch_size=batch_size, device=self.device, split=split, **kwargs)
+        model = self.backend if self.is_onnx else self.model
+        return validate(model, data, imgsz=imgsz, batch_size=batch_size, device=self.device, split=split, **kwargs)
 
     def export(self, format: str = "onnx", *, path: str | os.PathLike | None = None, **options: Any) -> Path:
         """Export to ONNX; ``options`` are ``OnnxExportConfig`` fields (imgsz, dynamic, half, max_det, opset)."""
