@@ -90,8 +90,11 @@ class ERPose:
         """Train this model; keyword arguments are ``TrainConfig`` fields or dotted paths
         (``data="synthcrowd-train", epochs=10, **{"optim.lr0": 0.01}``).
 
-        A model made from a name trains from scratch; one loaded from ``.pt`` is fine-tuned.
-        Afterwards this object holds the best weights.
+        As ``erpose train``, the run starts from the recipe that fits ``data``
+        (``erpose.engine.recipes``: the demo recipe with a 10-minute ``time`` budget for
+        SynthCrowd presets, the real-data ``coco`` recipe otherwise); ``epochs=N`` switches the
+        budget off, ``time=MINUTES`` sets one. A model made from a name trains from scratch; one
+        loaded from ``.pt`` is fine-tuned. Afterwards this object holds the best weights.
 
         Returns:
             ``erpose.engine.launch.TrainResult``.
@@ -99,17 +102,19 @@ class ERPose:
         from erpose.config import apply_overrides
         from erpose.engine.launch import train
         from erpose.engine.predictor import load_backend
-        from erpose.engine.train_config import TrainConfig, with_step_criterion
+        from erpose.engine.recipes import recipe_for_data, with_length
+        from erpose.engine.train_config import with_step_criterion
 
         self._require_torch("training")
         resume = overrides.pop("resume", None)
         progress = bool(overrides.pop("progress", True))
+        epochs, minutes = overrides.pop("epochs", None), overrides.pop("time", None)
         overrides.setdefault("model", self.weights)
         overrides.setdefault("device", self.device)
-        config = replace(TrainConfig(), model=overrides["model"])
+        config = replace(recipe_for_data(overrides.get("data")).config, model=overrides["model"])
         if any(key.startswith("criterion.") for key in overrides):
             config = with_step_criterion(config)
-        config = apply_overrides(config, overrides, "ERPose.train")
+        config = with_length(apply_overrides(config, overrides, "ERPose.train"), epochs=epochs, minutes=minutes)
         result = train(config, resume=resume, progress=progress)
         best = Path(result.run_dir) / "weights" / "best.pt"
         if best.is_file():
