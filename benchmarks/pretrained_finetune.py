@@ -5,7 +5,7 @@ Steps (each an ``erpose`` command, printed as it runs; skipped when its output e
 1. tiny_coco train2017 / val2017 -> one YOLO-pose dataset (``erpose convert``);
 2. ``--composites`` SynthCrowd scenes of the *train* photos' people pasted into new crowds
    (``erpose synth --paste-from``; 0 skips them) and a data YAML training on both;
-3. ``erpose train --cfg configs/train/finetune-yolo11.yaml --pretrained WEIGHTS`` (only the o2o
+3. ``erpose train --cfg finetune-yolo11 --pretrained WEIGHTS`` (only the o2o
    score branch trains; ``--epochs`` overrides the recipe's);
 4. ``erpose val`` of the best checkpoint on val2017 (NMS-free), its ONNX export, and the ONNX
    model's predictions scored by the same evaluator.
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run = out / "finetune"
     started = time.perf_counter()
-    erpose("train", "--cfg", str(REPO / "configs" / "train" / "finetune-yolo11.yaml"), "--pretrained", args.weights,
+    erpose("train", "--cfg", "finetune-yolo11", "--pretrained", args.weights,
            "--data", str(mix), "--epochs", str(args.epochs), "--project", str(out), "--name", "finetune", "--exist-ok",
            "--no-progress")
     minutes = (time.perf_counter() - started) / 60

@@ -61,7 +61,7 @@ class ERPose:
         self,
         source: Any,
         *,
-        imgsz: int = 640,
+        imgsz: int | None = None,
         conf: float = 0.25,
         max_det: int = 100,
         batch_size: int = 1,
@@ -69,12 +69,17 @@ class ERPose:
     ) -> list:
         """Poses on an image array, a list of arrays, a path, folder, glob or video.
 
+        ``imgsz`` None takes an ``.onnx`` file's own input size (a fixed-size export accepts only
+        that), else 640.
+
         Returns:
             One ``erpose.engine.results.Results`` per image or frame (``.keypoints.xy``,
             ``.keypoints.conf``, ``.scores``, ``.boxes``, ``.plot()``).
         """
         from erpose.engine.predictor import Predictor
 
+        # An exported ONNX file knows the size it was exported at, as `erpose predict` does.
+        imgsz = imgsz or getattr(self.backend, "imgsz", None) or 640
         predictor = Predictor(
             self.backend, imgsz=imgsz, conf=conf, max_det=max_det, device=self.device,
             batch_size=batch_size, nms=nms,
@@ -126,8 +131,11 @@ class ERPose:
         """Train this model; keyword arguments are ``TrainConfig`` fields or dotted paths
         (``data="synthcrowd-train", epochs=10, **{"optim.lr0": 0.01}``).
 
-        A model made from a name trains from scratch; one loaded from ``.pt`` is fine-tuned.
-        Afterwards this object holds the best weights.
+        As ``erpose train``, the run starts from the recipe that fits ``data``
+        (``erpose.engine.recipes``: the demo recipe with a 10-minute ``time`` budget for
+        SynthCrowd presets, the real-data ``coco`` recipe otherwise); ``epochs=N`` switches the
+        budget off, ``time=MINUTES`` sets one. A model made from a name trains from scratch; one
+        loaded from ``.pt`` is fine-tuned. Afterwards this object holds the best weights.
 
         Returns:
             ``erpose.engine.launch.TrainResult``.
@@ -135,17 +143,19 @@ class ERPose:
         from erpose.config import apply_overrides
         from erpose.engine.launch import train
         from erpose.engine.predictor import load_backend
-        from erpose.engine.train_config import TrainConfig, with_step_criterion
+        from erpose.engine.recipes import recipe_for_data, with_length
+        from erpose.engine.train_config import with_step_criterion
 
         self._require_torch("training")
         resume = overrides.pop("resume", None)
         progress = bool(overrides.pop("progress", True))
+        epochs, minutes = overrides.pop("epochs", None), overrides.pop("time", None)
         overrides.setdefault("model", self.weights)
         overrides.setdefault("device", self.device)
-        config = replace(TrainConfig(), model=overrides["model"])
+        config = replace(recipe_for_data(overrides.get("data")).config, model=overrides["model"])
         if any(key.startswith("criterion.") for key in overrides):
             config = with_step_criterion(config)
-        config = apply_overrides(config, overrides, "ERPose.train")
+        config = with_length(apply_overrides(config, overrides, "ERPose.train"), epochs=epochs, minutes=minutes)
         result = train(config, resume=resume, progress=progress)
         best = Path(result.run_dir) / "weights" / "best.pt"
         if best.is_file():
@@ -154,12 +164,16 @@ class ERPose:
         self.last_train = result
         return result
 
-    def val(self, data: str, *, imgsz: int = 640, batch_size: int = 8, split: str = "val", **kwargs: Any):
-        """COCO (or CrowdPose) keypoint AP on a dataset split; returns ``ValidationResult``."""
+    def val(self, data: str, *, imgsz: int | None = None, batch_size: int = 8, split: str = "val", **kwargs: Any):
+        """COCO (or CrowdPose) keypoint AP on a dataset split; returns ``ValidationResult``.
+
+        An ``.onnx`` model runs in ONNX Runtime (at its own input size when ``imgsz`` is None),
+        scored exactly as its checkpoint is; a PyTorch model at ``imgsz`` (default 640).
+        """
         from erpose.engine.validator import validate
 
-        self._require_torch("validation")
-        return validate(self.model, data, imgsz=imgsz, batch_size=batch_size, device=self.device, split=split, **kwargs)
+        model = self.backend if self.is_onnx else self.model
+        return validate(model, data, imgsz=imgsz, batch_size=batch_size, device=self.device, split=split, **kwargs)
 
     def export(self, format: str = "onnx", *, path: str | os.PathLike | None = None, **options: Any) -> Path:
         """Export to ONNX; ``options`` are ``OnnxExportConfig`` fields (imgsz, dynamic, half, max_det, opset)."""

@@ -1,4 +1,4 @@
-"""``erpose val``: COCO / CrowdPose keypoint AP of a model, or of an existing COCO results file."""
+"""``erpose val``: COCO / CrowdPose keypoint AP of a model (checkpoint, name or ONNX export), or of a COCO results file."""
 
 from __future__ import annotations
 
@@ -18,25 +18,29 @@ DEFAULT_OUT = "runs/val"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "examples:  erpose val --weights best.pt --data coco-pose.yaml | "
+        "erpose val --weights best.onnx --data coco-pose.yaml | "
         "erpose val --predictions results.json --data person_keypoints_val2017.json --json"
     )
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--weights", help="checkpoint (.pt), model config (.yaml) or zoo name to evaluate")
+    what.add_argument("--weights", help="checkpoint (.pt), ONNX export (.onnx, run by ONNX Runtime), model config "
+                                        "(.yaml) or zoo name to evaluate")
     what.add_argument("--predictions", metavar="RESULTS.json",
                       help="evaluate this COCO keypoint results file instead of running a model")
     parser.add_argument("--data", required=True,
                         help="data YAML, COCO/CrowdPose annotation JSON, or SynthCrowd preset name")
     parser.add_argument("--split", default="val", help="split of a data YAML or preset (default: val)")
     parser.add_argument("--images", metavar="DIR", help="image folder of an annotation JSON (default: inferred)")
-    parser.add_argument("--imgsz", type=int, default=640, help="network input size (square), pixels")
-    parser.add_argument("--batch", type=int, default=8, help="images per forward pass")
+    parser.add_argument("--imgsz", type=int, default=None,
+                        help="network input size (square), pixels (default: an .onnx file's own size, else 640)")
+    parser.add_argument("--batch", type=int, default=8,
+                        help="images per forward pass (an .onnx file exported without a dynamic batch takes 1)")
     parser.add_argument("--conf", type=float, default=0.001, help="minimum person score kept")
     parser.add_argument("--max-det", type=int, default=20,
                         help="persons kept per image (COCO and CrowdPose score the best 20)")
     parser.add_argument("--iou", type=float, default=0.7,
                         help="NMS threshold of models that need NMS: box IoU (yolopose, B0) or OKS (B1..B4); "
-                             "NMS-free ER-Pose ignores it")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, N or mps")
+                             "NMS-free ER-Pose ignores it, an .onnx file uses the one it was exported with")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, N or mps (PyTorch models)")
     parser.add_argument("--workers", type=int, default=0, help="data loading worker processes")
     parser.add_argument("--crowdpose", choices=("auto", "on", "off"), default="auto",
                         help="CrowdPose protocol with AP easy/medium/hard (auto: when images have crowdIndex)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from erpose.engine import distributed
+from erpose.engine.budget import TimeBudgetHook, scale_epochs, scaled_close_mosaic
 from erpose.engine.ema import ModelEMA
 from erpose.engine.optim import OptimConfig, apply_schedule, scheduled_values
 from erpose.engine.report_hooks import CSVLoggerHook, PlotsHook, ProgressHook
@@ -27,7 +29,7 @@ from erpose.files import atomic_copy, atomic_write_bytes
 __all__ = [
     "CSVLoggerHook", "CheckpointHook", "DataEpochHook", "EMAHook", "EarlyStopHook", "EvalHook", "HookBase",
     "LRScheduleHook", "LossMeterHook", "ModelEMA", "NaNGuardHook", "NonFiniteLossError", "PlotsHook",
-    "ProgressHook", "atomic_copy", "atomic_write_bytes", "build_hooks",
+    "ProgressHook", "TimeBudgetHook", "atomic_copy", "atomic_write_bytes", "build_hooks",
 ]
 
 LOGGER = logging.getLogger(__name__)
@@ -45,10 +47,14 @@ class DataEpochHook(HookBase):
             (when it exists) for the last ``close_mosaic`` epochs.
         generator: the loader's generator, reseeded with ``seed + epoch`` so worker seeds do not
             depend on how many epochs this process has run (a resumed run draws the same).
+        nominal_epochs: the epochs ``close_mosaic`` is written for; when a time budget fits the
+            run to another number, close-mosaic scales with it (None: never scaled).
     """
 
-    def __init__(self, dataset: Any, generator: torch.Generator | None, seed: int, close_mosaic: int) -> None:
+    def __init__(self, dataset: Any, generator: torch.Generator | None, seed: int, close_mosaic: int,
+                 nominal_epochs: int | None = None) -> None:
         self.dataset, self.generator, self.seed, self.close_mosaic = dataset, generator, seed, close_mosaic
+        self.nominal_epochs = nominal_epochs
 
     def before_epoch(self) -> None:
         epoch = self.trainer.epoch
@@ -56,26 +62,32 @@ class DataEpochHook(HookBase):
             self.generator.manual_seed(self.seed + epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
-        if self.close_mosaic > 0 and epoch >= self.trainer.epochs - self.close_mosaic:
+        close = scaled_close_mosaic(self.close_mosaic, self.trainer.epochs, self.nominal_epochs)
+        if close > 0 and epoch >= self.trainer.epochs - close:
             if hasattr(self.dataset, "close_mosaic"):
                 self.dataset.close_mosaic()
-            if epoch == self.trainer.epochs - self.close_mosaic and self.trainer.iter == 0:
-                LOGGER.info("mosaic off for the last %d epochs", self.close_mosaic)
+            if epoch == self.trainer.epochs - close and self.trainer.iter == 0:
+                LOGGER.info("mosaic off for the last %d epochs", close)
 
 
 class LRScheduleHook(HookBase):
     """Sets learning rates and momentum before each batch from ``optim.scheduled_values``.
 
-    Stateless on purpose: the schedule is a function of ``trainer.global_iter``.
+    Stateless on purpose: the schedule is a function of ``trainer.global_iter`` and
+    ``trainer.epochs``. With ``nominal_epochs`` (a time budget), warmup scales by
+    ``trainer.epochs / nominal_epochs`` like the decay does.
     """
 
-    def __init__(self, config: OptimConfig, lr0: float) -> None:
-        self.config, self.lr0 = config, lr0
+    def __init__(self, config: OptimConfig, lr0: float, nominal_epochs: int | None = None) -> None:
+        self.config, self.lr0, self.nominal_epochs = config, lr0, nominal_epochs
 
     def before_step(self) -> None:
         t = self.trainer
         sgd = isinstance(t.optimizer, torch.optim.SGD)
-        values = scheduled_values(self.config, self.lr0, t.global_iter, t.batches_per_epoch, t.epochs, sgd)
+        config = self.config
+        if self.nominal_epochs and t.epochs != self.nominal_epochs:
+            config = replace(config, warmup_epochs=scale_epochs(config.warmup_epochs, t.epochs, self.nominal_epochs))
+        values = scheduled_values(config, self.lr0, t.global_iter, t.batches_per_epoch, t.epochs, sgd)
         apply_schedule(t.optimizer, values)
 
 
@@ -285,6 +297,7 @@ def build_hooks(
     sample_fn: Callable[[Any, Path], Any] | None = None,
     final_fn: Callable[[], list[Path]] | None = None,
     plots: bool = True,
+    budget: TimeBudgetHook | None = None,
 ) -> list[HookBase]:
     """The standard hook list, in calling order.
 
@@ -295,21 +308,25 @@ def build_hooks(
     - NaN guard right after the step, so it aborts before anything records a bad step;
     - EMA after the optimiser step it averages, before evaluation reads it;
     - loss meter before anything that logs losses;
-    - evaluation, then early stop (needs the metrics), then progress/CSV/plots (log everything);
+    - evaluation, then early stop (needs the metrics), then the time budget (its end-of-epoch fit
+      times the epoch's validation too), then progress/CSV/plots (log everything);
     - checkpoint last: the hook states it saves already include this epoch's evaluation and
       logging, so a resume never repeats or skips them. A crash inside evaluation is still
       covered: ``after_train`` saves at the epoch's last boundary and the resume re-evaluates.
     """
     run_dir = Path(run_dir)
     model_fn = (lambda: ema.module) if ema is not None else None
-    hooks: list[HookBase] = [DataEpochHook(dataset, generator, seed, close_mosaic), LRScheduleHook(optim_config, lr0),
-                             NaNGuardHook()]
+    nominal = budget.nominal_epochs if budget is not None else None
+    hooks: list[HookBase] = [DataEpochHook(dataset, generator, seed, close_mosaic, nominal),
+                             LRScheduleHook(optim_config, lr0, nominal), NaNGuardHook()]
     if ema is not None:
         hooks.append(EMAHook(ema))
     hooks.append(LossMeterHook())
     if validate_fn is not None:
         eval_hook = EvalHook(validate_fn, model_fn or (lambda: hooks[0].trainer.model), val_interval)
         hooks += [eval_hook, EarlyStopHook(eval_hook, patience)]
+    if budget is not None:
+        hooks.append(budget)
     hooks += [ProgressHook(progress), CSVLoggerHook(run_dir, plot=plots), PlotsHook(run_dir, sample_fn, final_fn),
               CheckpointHook(run_dir / "weights", save_fn, save_period_steps)]
     return hooks

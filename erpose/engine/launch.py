@@ -10,6 +10,7 @@ import copy
 import logging
 import os
 import random
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -117,11 +118,12 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
             (run_dir / "weights").mkdir(parents=True, exist_ok=True)
             dump_yaml(config, run_dir / "args.yaml")
     seed_everything(config.seed, config.deterministic)
-    if ctx.device.type == "cpu":
-        _share_cpu_with_workers(config.workers)
-
     train_source = load_source(config.data, "train")
     val_source = load_source(config.data, "val")
+    if ctx.device.type == "cpu":  # after the data is known to load: a bad dataset changes nothing
+        _share_cpu_with_workers(config.workers)
+    # A time budget counts from here: generating a SynthCrowd preset the first time is not training.
+    budget_start = time.perf_counter()
     skeleton = train_source.skeleton
     # NHWC convolutions: 15-25 % faster training steps on this CPU (oneDNN), and the usual choice on GPUs.
     model = load_model(config.model, skeleton=skeleton)
@@ -183,12 +185,21 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
     def final_fn() -> list[Path]:
         return [_draw_val_predictions(ema.module if ema is not None else model, val_source, config, run_dir, ctx.device)]
 
+    budget = None
+    if config.time > 0:
+        from erpose.engine.budget import TimeBudgetHook
+
+        # Validation is scored per image about as fast as training runs: its share of an epoch
+        # is about the val / train image ratio (measured after the first epoch anyway).
+        budget = TimeBudgetHook(config.time, config.epochs, warmup_epochs=config.optim.warmup_epochs,
+                                val_share=len(val_source) / max(len(dataset), 1), val_interval=config.val_interval,
+                                start=budget_start)
     hooks = build_hooks(
         optim_config=config.optim, lr0=lr0, dataset=dataset, generator=generator, seed=config.seed,
         close_mosaic=config.augment.close_mosaic, ema=ema, validate_fn=validate_fn, val_interval=config.val_interval,
         patience=config.patience, run_dir=run_dir, save_fn=save_fn, save_period_steps=config.save_period_steps,
         progress=progress, sample_fn=sample_fn if config.plots else None, final_fn=final_fn if config.plots else None,
-        plots=config.plots,
+        plots=config.plots, budget=budget,
     )
     # A batch-summed loss (ultralytics convention) sums gradients over the nominal batch; a mean
     # loss averages them (see Trainer's loss_scale).
@@ -199,13 +210,21 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
     if state is not None:
         trainer.load_state_dict(state["train_state"])
         LOGGER.info("resuming %s at epoch %d, batch %d", run_dir, trainer.epoch + 1, trainer.iter)
-    LOGGER.info("training %s on %s (%d images), %d epochs, batch %d x %d accumulation, %s", config.model,
-                config.data, len(dataset), config.epochs, config.batch, accumulate, ctx.device)
+    length = f"epochs fitted to a {config.time:g}-min budget" if config.time > 0 else f"{config.epochs} epochs"
+    LOGGER.info("training %s on %s (%d images), %s, batch %d x %d accumulation, %s%s", config.model, config.data,
+                len(dataset), length, config.batch, accumulate, ctx.device, _precision(config.amp, ctx.device))
     trainer.train()
     best = run_dir / "weights" / "best.pt"
     if ctx.is_main and best.is_file():
         strip_train_state(best)
     return _result(trainer, run_dir)
+
+
+def _precision(amp: bool, device: torch.device) -> str:
+    from erpose.engine.trainer import autocast_dtype
+
+    dtype = autocast_dtype(device, amp)
+    return f", {str(dtype).removeprefix('torch.')} autocast" if dtype is not None else ", float32"
 
 
 def strip_train_state(path: Path) -> None:

@@ -16,9 +16,32 @@ import numpy as np
 
 from erpose.skeleton import Skeleton
 
+#: COCO's value for a metric with no data (no large people, no hard images...).
+UNDEFINED = -1.0
+
+
+def columns_to_plot(rows: Sequence[dict[str, str]]) -> dict[str, list[tuple[float, float]]]:
+    """The ``results.csv`` curves worth a panel: (epoch, value) points per column, in column order.
+
+    Left out, so that every panel carries signal: a metric whose every value is COCO's -1 ("no
+    data": APL, ARL, AP_hard on a set without such people), the -1 points of any metric, and a
+    loss term that is 0 in every epoch (a switched-off term such as ``o2o_kpt``).
+    """
+    columns = [c for c in (rows[0].keys() if rows else []) if c != "epoch"]
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for column in columns:
+        points = [(float(r["epoch"]), float(r[column])) for r in rows if r.get(column) not in ("", None)]
+        if column.startswith("metrics/"):
+            points = [(e, v) for e, v in points if v != UNDEFINED]
+        elif column.startswith("train/") and all(v == 0.0 for _, v in points):
+            points = []
+        if points:
+            curves[column] = points
+    return curves
+
 
 def plot_results(csv_path: str | Path, out_path: str | Path) -> Path:
-    """One small plot per numeric column of ``results.csv`` against the epoch.
+    """One small plot per informative column of ``results.csv`` against the epoch (``columns_to_plot``).
 
     Args:
         csv_path: the run's ``results.csv`` (first column ``epoch``).
@@ -33,22 +56,18 @@ def plot_results(csv_path: str | Path, out_path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    columns = [c for c in (rows[0].keys() if rows else []) if c != "epoch"]
-    epochs = [float(r["epoch"]) for r in rows]
-    n = max(len(columns), 1)
+        curves = columns_to_plot(list(csv.DictReader(f)))
+    n = max(len(curves), 1)
     ncols = min(n, 5)
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
-    for ax, column in zip(axes.flat, columns):
-        points = [(e, float(r[column])) for e, r in zip(epochs, rows) if r.get(column) not in ("", None)]
-        if points:
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker=".", linewidth=1.5)
+    for ax, (column, points) in zip(axes.flat, curves.items()):
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker=".", linewidth=1.5)
         ax.set_title(column, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(columns):]:
+    for ax in list(axes.flat)[len(curves):]:
         ax.axis("off")
     fig.tight_layout()
     out_path = Path(out_path)

@@ -20,17 +20,22 @@ class TrainConfig:
     """One training run.
 
     The defaults are the README's main command, ``erpose train`` with no arguments: ER-Pose-n on
-    the small SynthCrowd preset within ten minutes of a 2-core CPU (hence 128 px, 12 epochs, a
-    batch and nominal batch of 8 -- more optimiser steps per image in a short budget -- milder
-    scale augmentation and no mosaic, which halves people's size and slowed early learning). For real data pass at least ``--imgsz``
-    and ``--epochs``, and ``optim.nominal_batch=64``.
+    the small SynthCrowd preset on a 2-core CPU (hence 128 px, a batch and nominal batch of 16 --
+    more optimiser steps per image in a short budget -- milder scale augmentation and no mosaic,
+    which halves people's size and slowed early learning). The CLI starts from the recipe that
+    fits the data (``erpose.engine.recipes``): these defaults with a 10-minute ``time`` budget for
+    SynthCrowd, ``erpose/configs/train/coco.yaml`` for real data.
 
     Attributes:
         model: zoo name (``erpose-n``, ``yolopose-n``...) to train from scratch, or a checkpoint
             path to fine-tune.
         data: SynthCrowd preset name, data YAML, or COCO keypoint JSON (train and val splits).
         imgsz: square training and validation input size, pixels (multiple of 32).
-        epochs: total epochs.
+        epochs: total epochs (with a ``time`` budget: the recipe's length that warmup and
+            close-mosaic are relative to; the run's own number is fitted to the budget).
+        time: time budget in minutes; > 0 times the first steps and the first epoch, then fits
+            the number of epochs to the budget and scales warmup and close-mosaic with it
+            (``erpose.engine.budget``). 0: train ``epochs`` epochs.
         batch: images per batch over all processes (each of N torchrun processes takes batch / N).
         optim: optimiser, schedule, warmup, nominal batch (gradient accumulation), clipping.
         ema_decay: EMA asymptotic decay; 0 disables the EMA (validation uses the raw weights).
@@ -63,6 +68,7 @@ class TrainConfig:
     data: str = "synthcrowd-train"
     imgsz: int = 128
     epochs: int = 28
+    time: float = 0.0
     batch: int = 16
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(warmup_epochs=1.0, nominal_batch=16))
     ema_decay: float = 0.9999
@@ -94,6 +100,8 @@ class TrainConfig:
             raise ConfigError(f"imgsz must be a positive multiple of 32, got {self.imgsz}")
         if self.epochs <= 0 or self.batch <= 0:
             raise ConfigError(f"epochs and batch must be positive, got {self.epochs}, {self.batch}")
+        if not 0.0 <= self.time < 1e6:
+            raise ConfigError(f"time must be a number of minutes >= 0, got {self.time}")
         check_imgsz(self.imgsz)
         check_size("batch", self.batch, MAX_BATCH)
         if self.val_batch:

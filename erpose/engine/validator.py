@@ -150,6 +150,12 @@ def accepted_ground_truth(ground_truth: dict, source: Any) -> dict:
 
 
 def _resolve_model(model: Any, skeleton: Any) -> Any:
+    if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx":
+        from erpose.runtime.session import load_backend
+
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"weights file not found: {model}")
+        return load_backend(model)
     if isinstance(model, (str, Path)):
         from erpose.models.checkpoint import load_model
 
@@ -166,6 +172,111 @@ def _resolve_source(source: Any, split: str) -> Any:
 
         return load_source(str(source), split)
     return source
+
+
+def image_results(rows: np.ndarray, num_keypoints: int, conf: float, max_det: int, ratio: Any, pad: Any,
+                  image_id: int) -> list[dict]:
+    """One image's model rows (n, 1 + 3K), input pixels -> COCO results in original pixels.
+
+    Rows with score >= ``conf`` are kept, best first (stable order), at most ``max_det``; the
+    PyTorch and the ONNX Runtime paths both end here, so they write the same results.
+    """
+    from erpose.runtime.letterbox import unletterbox_keypoints
+
+    rows = rows[rows[:, 0] >= conf]
+    rows = rows[np.argsort(-rows[:, 0], kind="stable")[:max_det]]
+    keypoints = unletterbox_keypoints(rows[:, 1:].reshape(-1, num_keypoints, 3), ratio, pad)
+    return detections_to_results(rows[:, 0], keypoints, image_id)
+
+
+def is_onnx_model(model: Any) -> bool:
+    """An ``.onnx`` path or an ONNX Runtime backend (``erpose.runtime.predict.OnnxBackend``)."""
+    if isinstance(model, (str, Path)):
+        return Path(model).suffix.lower() == ".onnx"
+    return hasattr(model, "session") and hasattr(model.session, "metadata")
+
+
+def onnx_input_size(backend: Any, imgsz: int | None) -> tuple[int, int]:
+    """The letterbox size for an ONNX file: its own, or ``imgsz`` when its input size is dynamic.
+
+    Raises:
+        ValueError: ``imgsz`` differs from a fixed-size file's input, naming both.
+    """
+    meta = backend.session.metadata
+    if imgsz is None:
+        return meta.imgsz
+    check_imgsz(imgsz)
+    if not meta.dynamic_shape and (imgsz, imgsz) != tuple(meta.imgsz):
+        raise ValueError(f"{backend.session.path}: exported with a fixed input of {tuple(meta.imgsz)}, not "
+                         f"imgsz {imgsz}; leave imgsz out (the file's own size) or re-export with --dynamic")
+    return imgsz, imgsz
+
+
+def predict_dataset_onnx(
+    backend: Any,
+    source: Any,
+    imgsz: int | None = None,
+    batch_size: int = 8,
+    conf: float = 0.001,
+    max_det: int = 20,
+    progress: bool = True,
+) -> tuple[list[dict], int, dict[str, float]]:
+    """``predict_dataset`` through ONNX Runtime, torch-free: the runtime's letterbox and session.
+
+    The letterbox is the validation transform's (same size rule, interpolation and padding), so
+    an export and its checkpoint are scored on the same pixels. A fixed-batch file runs one image
+    at a time; a dynamic-batch file takes ``batch_size``.
+
+    Returns:
+        (COCO results, images run, ms per image for ``preprocess``, ``inference``, ``postprocess``).
+    """
+    from erpose.images import ImageFileError, read_image
+    from erpose.runtime.predict import preprocess
+
+    session = backend.session
+    meta = session.metadata
+    size = onnx_input_size(backend, imgsz)
+    session.conf = float(conf)  # the numpy NMS of baseline graphs thresholds before suppressing
+    chunk = batch_size if meta.dynamic else 1
+    samples = list(source.samples)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(samples), desc="val (onnx)", unit="image", leave=False)
+    results: list[dict] = []
+    times = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+    num_images = 0
+    try:
+        for start in range(0, len(samples), chunk):
+            tick = time.perf_counter()
+            frames, kept = [], []
+            group = samples[start:start + chunk]
+            for sample in group:
+                try:
+                    frames.append(read_image(sample.image_path))
+                    kept.append(sample)
+                except ImageFileError as exc:  # as the dataset does: counted out, never scored
+                    logger.warning("%s: %s, sample skipped", sample.image_path, exc.reason)
+            if bar is not None:
+                bar.update(len(group))
+            if not frames:
+                continue
+            batch, params = preprocess(frames, size, meta.channel_order)
+            middle = time.perf_counter()
+            outputs = session.run(batch)
+            end = time.perf_counter()
+            for rows, (ratio, pad), sample in zip(outputs, params, kept):
+                results.extend(image_results(rows, meta.num_keypoints, conf, max_det, ratio, pad, sample.image_id))
+            times["preprocess"] += middle - tick
+            times["inference"] += end - middle
+            times["postprocess"] += time.perf_counter() - end
+            num_images += len(frames)
+    finally:
+        if bar is not None:
+            bar.close()
+    speed = {name: 1000.0 * value / max(num_images, 1) for name, value in times.items()}
+    return results, num_images, speed
 
 
 def predict_dataset(
@@ -185,7 +296,6 @@ def predict_dataset(
 
     from erpose.data.dataset import PoseDataset, collate
     from erpose.engine.predictor import parse_device
-    from erpose.runtime.letterbox import unletterbox_keypoints
 
     torch_device = parse_device(device)
     # Only models that apply NMS take its threshold (duck-typed models may lack the argument).
@@ -222,11 +332,8 @@ def predict_dataset(
                     continue
                 seen.add(meta["index"])
                 rows = rows.detach().float().cpu().numpy()
-                rows = rows[rows[:, 0] >= conf]
-                rows = rows[np.argsort(-rows[:, 0], kind="stable")[:max_det]]
-                keypoints = rows[:, 1:].reshape(-1, num_keypoints, 3)
-                keypoints = unletterbox_keypoints(keypoints, meta["ratio"], meta["pad"])
-                results.extend(detections_to_results(rows[:, 0], keypoints, meta["image_id"]))
+                results.extend(image_results(rows, num_keypoints, conf, max_det, meta["ratio"], meta["pad"],
+                                             meta["image_id"]))
             tick = time.perf_counter()
             times["postprocess"] += tick - middle
     finally:
@@ -239,7 +346,7 @@ def predict_dataset(
 def validate(
     model: Any,
     source: Any,
-    imgsz: int = 640,
+    imgsz: int | None = None,
     batch_size: int = 8,
     conf: float = 0.001,
     max_det: int = 20,
@@ -255,11 +362,14 @@ def validate(
     """Predict every image of a dataset split and compute COCO (or CrowdPose) keypoint AP.
 
     Args:
-        model: a ``PoseModel`` (``.predict`` and ``.skeleton``) or weights / zoo name for
-            ``erpose.models.checkpoint.load_model``.
+        model: a ``PoseModel`` (``.predict`` and ``.skeleton``), weights / zoo name for
+            ``erpose.models.checkpoint.load_model``, or an ``.onnx`` export (path or
+            ``erpose.runtime.predict.OnnxBackend``), run by ONNX Runtime without torch
+            (``predict_dataset_onnx``).
         source: a ``DatasetSource`` or anything ``erpose.data.source.load_source`` reads
             (SynthCrowd preset, data YAML, COCO/CrowdPose JSON).
-        imgsz: square letterbox input size in pixels (multiple of 32).
+        imgsz: square letterbox input size in pixels (multiple of 32); None: an ONNX file's
+            own input size, 640 for a PyTorch model.
         batch_size: images per forward pass.
         conf: minimum person score kept (low, so the PR curve is complete).
         max_det: persons kept per image (COCO scores at most 20).
@@ -270,25 +380,34 @@ def validate(
         sigmas: OKS sigmas; None takes the dataset skeleton's.
         workers: DataLoader worker processes.
         iou: NMS threshold of the models that need NMS (box IoU for B0, OKS for B1..B4); an
-            NMS-free model ignores it.
+            NMS-free model ignores it, and an ONNX file uses the threshold it was exported with.
 
     Returns:
         ``ValidationResult`` with metrics and the COCO results in original pixels.
     """
-    check_imgsz(imgsz)
+    if imgsz is not None:
+        check_imgsz(imgsz)
     check_size("batch", batch_size, MAX_BATCH)
     check_size("max_det", max_det, MAX_DET)
-    source = _resolve_source(source, split)
     model_name = f"{model}: model" if isinstance(model, (str, Path)) else "model"
+    onnx = is_onnx_model(model)
+    if onnx:  # before reading the data: a wrong size is one line, not a minute of loading
+        model = _resolve_model(model, None)
+        onnx_input_size(model, imgsz)
+    source = _resolve_source(source, split)
     model = _resolve_model(model, source.skeleton)
     if model.skeleton.num_keypoints != source.skeleton.num_keypoints:
         raise ValueError(
             f"{model_name} predicts {model.skeleton.num_keypoints} keypoints but {source.name or 'the dataset'} "
             f"has {source.skeleton.num_keypoints}"
         )
-    detections, num_images, speed = predict_dataset(
-        model, source, imgsz, batch_size, conf, max_det, device, progress, workers, iou
-    )
+    if onnx:
+        detections, num_images, speed = predict_dataset_onnx(model, source, imgsz, batch_size, conf, max_det,
+                                                             progress)
+    else:
+        detections, num_images, speed = predict_dataset(
+            model, source, imgsz or 640, batch_size, conf, max_det, device, progress, workers, iou
+        )
     ground_truth = ground_truth_of(source)
     metrics, protocol = evaluate_detections(
         ground_truth, detections, sigmas=sigmas if sigmas is not None else source.skeleton.sigmas,

@@ -16,7 +16,7 @@ from erpose.export.onnx import OnnxExportConfig, export_onnx
 from erpose.models.zoo import build_model
 from erpose.runtime.predict import postprocess, preprocess
 
-CHILD = textwrap.dedent(
+BLOCK_TORCH = textwrap.dedent(
     """
     import importlib.abc, json, sys
 
@@ -33,7 +33,11 @@ CHILD = textwrap.dedent(
         pass
     else:
         raise SystemExit("torch was importable")
+    """
+)
 
+CHILD = BLOCK_TORCH + textwrap.dedent(
+    """
     from erpose.engine.predictor import Predictor
     from erpose.runtime.predict import OnnxPredictor
     from erpose.runtime.session import load_backend
@@ -77,3 +81,38 @@ def test_runtime_predicts_without_torch(tmp_path):
     np.testing.assert_allclose(np.asarray(child["keypoints"])[top], keypoints[top], atol=1e-2)
     drawn = cv2.imread(str(tmp_path / "drawn.jpg"))
     assert drawn.shape == image.shape and not np.array_equal(drawn, image)
+
+
+VAL_CHILD = BLOCK_TORCH + textwrap.dedent(
+    """
+    from erpose.cli.main import main
+
+    onnx_path, gt_path, out = sys.argv[1:4]
+    code = main(["val", "--weights", onnx_path, "--data", gt_path, "--out", out, "--no-progress", "--json"])
+    assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules), "torch got imported"
+    sys.exit(code)
+    """
+)
+
+
+def test_val_of_an_onnx_export_runs_without_torch(tmp_path):
+    rng = np.random.default_rng(1)
+    images, annotations = [], []
+    for image_id, (h, w) in enumerate([(80, 120), (64, 48)], start=1):
+        cv2.imwrite(str(tmp_path / f"{image_id}.png"), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        images.append({"id": image_id, "file_name": f"{image_id}.png", "width": w, "height": h})
+        keypoints = np.column_stack([rng.uniform(2, w - 2, 17), rng.uniform(2, h - 2, 17), np.full(17, 2.0)])
+        annotations.append({"id": image_id, "image_id": image_id, "category_id": 1, "iscrowd": 0, "num_keypoints": 17,
+                            "keypoints": keypoints.ravel().tolist(), "bbox": [0.0, 0.0, float(w), float(h)],
+                            "area": float(w * h) / 2})
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "person"}]}))
+    onnx_path = export_onnx(build_model("erpose-n"), tmp_path / "m.onnx", OnnxExportConfig(imgsz=64))
+
+    proc = subprocess.run([sys.executable, "-c", VAL_CHILD, str(onnx_path), str(gt), str(tmp_path / "val")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert 0.0 <= metrics["AP"] <= 1.0
+    report = json.loads((tmp_path / "val" / "metrics.json").read_text())
+    assert report["weights"] == str(onnx_path) and report["num_images"] == 2
