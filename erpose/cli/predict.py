@@ -89,14 +89,7 @@ class _Outputs:
 
     def _video(self, key: str, stem: str, frame: np.ndarray) -> cv2.VideoWriter:
         if key not in self.videos:
-            final = self.run_dir / f"{stem}.mp4"
-            tmp = final.with_name(f".tmp.{final.name}")
-            fps = video_fps(key) if not self.source.is_live else 30.0
-            h, w = frame.shape[:2]
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-            if not writer.isOpened():
-                raise OSError(f"cannot open a video writer for {final}")
-            self.videos[key] = (writer, tmp, final)
+            self.videos[key] = open_video_writer(self.run_dir / f"{stem}.mp4", key, self.source.is_live, frame)
         return self.videos[key][0]
 
     def close(self) -> None:
@@ -167,3 +160,15 @@ def _progress(source: Source, disabled: bool):
 
     unit = "frame" if source.is_live or any(is_video_path(p) for p in source.items) else "image"
     return tqdm(total=source.total, unit=unit, disable=disabled or None, file=sys.stderr, leave=False)
+
+
+def open_video_writer(final: Path, source_key: str, live: bool, frame: np.ndarray) -> tuple[cv2.VideoWriter, Path, Path]:
+    """An mp4 writer for the drawn frames of one video, writing to a temporary name beside ``final``
+    (renamed when the video is finished): ``(writer, tmp, final)``. Live sources are written at 30 fps."""
+    tmp = final.with_name(f".tmp.{final.name}")
+    fps = video_fps(source_key) if not live else 30.0
+    h, w = frame.shape[:2]
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise OSError(f"cannot open a video writer for {final}")
+    return writer, tmp, final

@@ -16,8 +16,9 @@ from pathlib import Path
 import cv2
 
 from erpose.cli.main import CLIError
+from erpose.cli.predict import open_video_writer
 from erpose.engine.results import KEYPOINT_CONF_THRESHOLD
-from erpose.engine.sources import Source, is_video_path, open_source, video_fps
+from erpose.engine.sources import Source, is_video_path, open_source
 from erpose.files import atomic_write_text, increment_run_dir
 from erpose.track.config import ASSOCIATIONS, MOTIONS, OneEuroConfig, TrackerConfig
 from erpose.track.stream import TrackedResults, track_results
@@ -116,14 +117,7 @@ class _Outputs:
 
     def _video(self, key: str, stem: str, frame) -> cv2.VideoWriter:
         if key not in self.videos:
-            final = self.run_dir / f"{stem}.mp4"
-            tmp = final.with_name(f".tmp.{final.name}")
-            fps = video_fps(key) if not self.source.is_live else 30.0
-            h, w = frame.shape[:2]
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-            if not writer.isOpened():
-                raise OSError(f"cannot open a video writer for {final}")
-            self.videos[key] = (writer, tmp, final)
+            self.videos[key] = open_video_writer(self.run_dir / f"{stem}.mp4", key, self.source.is_live, frame)
         return self.videos[key][0]
 
     def close(self, categories: list[dict]) -> None:
