@@ -89,16 +89,16 @@ def convert_weights(source: Path, out: Path, model_name: str | None = None) -> i
         model = load_ultralytics_model(source)
         note = ""
     else:
-        from erpose.models.pretrained import load_pretrained
-        from erpose.models.ultralytics_map import checkpoint_skeleton
+        from erpose.models.ultralytics_map import checkpoint_skeleton, transfer_pretrained
         from erpose.models.ultralytics_reader import UltralyticsCheckpointError, read_ultralytics
         from erpose.models.zoo import build_model
 
         try:
-            model = build_model(model_name, checkpoint_skeleton(read_ultralytics(source)))
+            checkpoint = read_ultralytics(source)
+            model = build_model(model_name, checkpoint_skeleton(checkpoint))
+            note = f"; {transfer_pretrained(model, checkpoint).summary()}"
         except UltralyticsCheckpointError as exc:
             raise CheckpointError(str(exc)) from None
-        note = f"; {load_pretrained(model, source).summary()}"
         model.eval()
     save_checkpoint(out, model, converted_from=str(source))
     params = sum(p.numel() for p in model.parameters())

@@ -202,12 +202,12 @@ def onnx_input_size(backend: Any, imgsz: int | None) -> tuple[int, int]:
     Raises:
         ValueError: ``imgsz`` differs from a fixed-size file's input, naming both.
     """
-    meta = backend.session.metadata
     if imgsz is None:
-        return meta.imgsz
+        return backend.imgsz
     check_imgsz(imgsz)
-    if not meta.dynamic_shape and (imgsz, imgsz) != tuple(meta.imgsz):
-        raise ValueError(f"{backend.session.path}: exported with a fixed input of {tuple(meta.imgsz)}, not "
+    fixed = backend.fixed_imgsz
+    if fixed is not None and (imgsz, imgsz) != fixed:
+        raise ValueError(f"{backend.session.path}: exported with a fixed input of {fixed}, not "
                          f"imgsz {imgsz}; leave imgsz out (the file's own size) or re-export with --dynamic")
     return imgsz, imgsz
 

@@ -113,6 +113,8 @@ class PoseModel(nn.Module):
 
     def train(self, mode: bool = True) -> PoseModel:
         super().train(mode)
+        if not self.frozen:
+            return self
         modules = dict(self.named_modules())
         for prefix in self.frozen:
             if prefix in modules:

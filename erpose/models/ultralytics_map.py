@@ -109,8 +109,7 @@ def _person_index(checkpoint: UltralyticsCheckpoint) -> int:
 
 def _fold_keypoint_decoding(weight: torch.Tensor, bias: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Last keypoint conv, ``(x, y, v)`` per keypoint: ``r' = 2r - 0.5`` on x and y."""
-    xy = torch.zeros(weight.shape[0], dtype=torch.bool)
-    xy[torch.arange(weight.shape[0]) % channels < 2] = True
+    xy = torch.arange(weight.shape[0]) % channels < 2
     weight, bias = weight.clone(), bias.clone()
     weight[xy] *= 2.0
     bias[xy] = bias[xy] * 2.0 - 0.5

@@ -95,6 +95,12 @@ class OnnxBackend:
         self.strides = meta.strides
         self.imgsz = meta.imgsz
 
+    @property
+    def fixed_imgsz(self) -> tuple[int, int] | None:
+        """The (H, W) input the file requires, or None when its H and W axes are dynamic."""
+        meta = self.session.metadata
+        return None if meta.dynamic_shape else tuple(meta.imgsz)
+
     def predict(self, images: np.ndarray, conf: float = 0.001, max_det: int = 100) -> list[np.ndarray]:
         """(B, 3, H, W) float32 in [0, 1] -> per image (n_i, 1 + 3K) rows with score > ``conf``."""
         self.session.conf = float(conf)  # the NMS of baseline graphs thresholds before suppressing

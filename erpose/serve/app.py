@@ -89,14 +89,6 @@ def _flag(request: Request, name: str) -> bool:
     return raw in ("true", "1", "yes")
 
 
-def fixed_input_size(backend: Any) -> tuple[int, int] | None:
-    """The input size an ONNX file was exported with, when its shape is not dynamic."""
-    metadata = getattr(getattr(backend, "session", None), "metadata", None)
-    if metadata is not None and not getattr(metadata, "dynamic_shape", True):
-        return tuple(metadata.imgsz)
-    return None
-
-
 def make_batch_runner(backend: Any) -> Any:
     """``run_batch(imgsz, [(image, conf, max_det), ...]) -> [Results]``: one model call per batch."""
     from erpose.engine.predictor import Predictor
@@ -147,7 +139,7 @@ def create_app(backend: Any, config: ServeConfig, *, model_name: str | None = No
                            config.queue_size)
     batcher.on_batch = metrics.record_batch
     token = config.resolved_token()
-    fixed = fixed_input_size(backend)
+    fixed = getattr(backend, "fixed_imgsz", None)  # an ONNX file exported at one size is served at it
     skeleton = backend.skeleton
     skeleton_json = {"name": skeleton.name, "keypoint_names": list(skeleton.keypoint_names),
                      "limbs": [list(limb) for limb in skeleton.limbs]}
