@@ -143,7 +143,7 @@ class Pipeline:
         raw = self.session.run(None, {self.input_name: batch})[0]
         t2 = time.perf_counter()
         rows = self.decode(raw, np)
-        postprocess(rows, params[0], 17, conf=self.conf, max_det=self.max_det)
+        postprocess(rows[rows[:, 0] > self.conf], params[0], 17, max_det=self.max_det)
         t3 = time.perf_counter()
         return {"pre": t1 - t0, "infer": t2 - t1, "post": t3 - t2, "total": t3 - t0}
 

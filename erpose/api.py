@@ -73,13 +73,11 @@ class ERPose:
         that), else 640.
 
         Returns:
-            One ``erpose.engine.results.Results`` per image or frame (``.keypoints.xy``,
+            One ``erpose.runtime.results.Results`` per image or frame (``.keypoints.xy``,
             ``.keypoints.conf``, ``.scores``, ``.boxes``, ``.plot()``).
         """
         from erpose.engine.predictor import Predictor
 
-        # An exported ONNX file knows the size it was exported at, as `erpose predict` does.
-        imgsz = imgsz or getattr(self.backend, "imgsz", None) or 640
         predictor = Predictor(
             self.backend, imgsz=imgsz, conf=conf, max_det=max_det, device=self.device,
             batch_size=batch_size, nms=nms,
@@ -94,7 +92,7 @@ class ERPose:
         *,
         stream: bool = True,
         tracker: Any = None,
-        imgsz: int = 640,
+        imgsz: int | None = None,
         conf: float | None = None,
         max_det: int = 100,
         batch_size: int = 1,
@@ -107,6 +105,7 @@ class ERPose:
                 returns a list.
             tracker: an ``erpose.track.TrackerConfig`` (association, life cycle, smoothing);
                 the defaults when None.
+            imgsz: as :meth:`predict` (None: an ``.onnx`` file's own size, else 640).
             conf: lowest person score kept; the tracker's ``low_score`` when None (its second
                 round needs the low-score people).
 

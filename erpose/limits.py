@@ -10,6 +10,13 @@ No torch here: the torch-free runtime uses it too.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+
+from erpose.config import ConfigError
+
+log = logging.getLogger(__name__)
+
 #: Network input side, pixels (8192 x 8192: about 0.8 GB of float32 input per image).
 MAX_IMGSZ = 8192
 #: Images per forward pass or training step.
@@ -21,8 +28,8 @@ MAX_DET = 10_000
 MAX_IMAGE_PIXELS = 100_000_000
 
 
-class LimitError(ValueError):
-    """A size above its limit in ``erpose.limits`` (or not a positive integer)."""
+class LimitError(ConfigError):
+    """A size above its limit in ``erpose.limits``, not a positive integer, or not a multiple of a stride."""
 
 
 def check_size(name: str, value: object, limit: int, unit: str = "") -> int:
@@ -47,8 +54,28 @@ def check_size(name: str, value: object, limit: int, unit: str = "") -> int:
     return number
 
 
-def check_imgsz(imgsz: int | tuple[int, ...] | list[int], name: str = "imgsz") -> None:
-    """Check an input size: one side or (height, width), each in 1..``MAX_IMGSZ``."""
-    sides = imgsz if isinstance(imgsz, (tuple, list)) else (imgsz,)
-    for side in sides:
-        check_size(name, side, MAX_IMGSZ, " px")
+def check_imgsz(
+    imgsz: int | Sequence[int], stride: int | None = None, *, round_up: bool = False, name: str = "imgsz"
+) -> tuple[int, int]:
+    """The one rule for a network input size: ``(height, width)`` from one side or two.
+
+    Every side is a positive integer up to ``MAX_IMGSZ``. With ``stride``, each side must be a
+    multiple of it (training, export, FLOP counts), or, with ``round_up``, is rounded up to one
+    with a warning (prediction, where any size a user types should work).
+
+    Raises:
+        LimitError: not one or two positive integers within the limit, or not a multiple of ``stride``.
+    """
+    sides = tuple(imgsz) if isinstance(imgsz, (tuple, list)) else (imgsz, imgsz)
+    if len(sides) != 2:
+        raise LimitError(f"{name} must be one side or (height, width), got {imgsz!r}")
+    size = (check_size(name, sides[0], MAX_IMGSZ, " px"), check_size(name, sides[1], MAX_IMGSZ, " px"))
+    if stride and (size[0] % stride or size[1] % stride):
+        rounded = (-(-size[0] // stride) * stride, -(-size[1] // stride) * stride)
+        if not round_up:
+            shown = size[0] if size[0] == size[1] else size
+            raise LimitError(f"{name} {shown} is not a multiple of {stride} (sides must be multiples of the "
+                             f"largest model stride); use {rounded[0] if rounded[0] == rounded[1] else rounded}")
+        log.warning("%s %s is not a multiple of the stride %d; using %s", name, size, stride, rounded)
+        size = rounded
+    return size

@@ -72,7 +72,7 @@ def test_header_size_reader_applies_the_pixel_limit(tmp_path):
 
 
 def test_prediction_source_skips_and_counts_a_truncated_jpeg(tmp_path, caplog):
-    from erpose.engine.sources import open_source
+    from erpose.runtime.sources import open_source
 
     data = _jpeg()
     (tmp_path / "a.jpg").write_bytes(data)

@@ -65,3 +65,22 @@ def test_cli_predict_imgsz_100000_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "imgsz 100000 px is above the limit" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_check_imgsz_is_one_rule_with_two_stride_modes(caplog):
+    import logging
+
+    from erpose.limits import check_imgsz
+
+    assert check_imgsz(64) == (64, 64) and check_imgsz((64, 96)) == (64, 96) and check_imgsz(70) == (70, 70)
+    assert check_imgsz((64, 96), 32) == (64, 96)
+    with pytest.raises(LimitError, match=r"imgsz 70 is not a multiple of 32 .*use 96"):
+        check_imgsz(70, 32)
+    with caplog.at_level(logging.WARNING):
+        assert check_imgsz((70, 100), 32, round_up=True) == (96, 128)
+    assert "not a multiple of the stride 32" in caplog.text
+    for bad in (0, -32, 1.5, "64", (64,), (64, 64, 64), True):
+        with pytest.raises(LimitError):
+            check_imgsz(bad)
+    with pytest.raises(LimitError, match=f"--imgsz {MAX_IMGSZ + 32} px is above the limit"):
+        check_imgsz(MAX_IMGSZ + 32, 32, name="--imgsz")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from erpose.cli.main import CLIError
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a model name (erpose-n, yolopose-s, erpose-n-b2...), a .yaml config or a .pt")
@@ -17,10 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from erpose.limits import check_imgsz
     from erpose.models import load_model, model_summary
+    from erpose.models.pose_model import MAX_STRIDE
 
-    if args.imgsz <= 0 or args.imgsz % 32:
-        raise CLIError(f"--imgsz must be a positive multiple of 32, got {args.imgsz}")
+    check_imgsz(args.imgsz, MAX_STRIDE, name="--imgsz")  # before loading: a typo is one line at once
     model = load_model(args.model)
     config = model.config
     head = config.head

@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 
 from erpose.cli.main import CLIError
-from erpose.engine.results import KEYPOINT_CONF_THRESHOLD, Results
-from erpose.engine.sources import Source, is_video_path, open_source, video_fps
 from erpose.files import atomic_write_text, increment_run_dir
+from erpose.runtime.results import KEYPOINT_CONF_THRESHOLD, Results
+from erpose.runtime.sources import Source, is_video_path, open_source, video_fps
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
     source = open_source(args.source)  # SourceError (a ValueError) -> one-line error, exit 2
     backend = load_backend(args.weights, device=args.device, half=args.half)
-    # An exported ONNX file knows the size it was exported at; a fixed-size graph accepts only that.
-    imgsz = args.imgsz or getattr(backend, "imgsz", None) or 640
-    predictor = Predictor(backend, imgsz=imgsz, conf=args.conf, max_det=args.max_det,
+    predictor = Predictor(backend, imgsz=args.imgsz, conf=args.conf, max_det=args.max_det,
                           device=args.device, batch_size=args.batch, nms=args.nms, half=args.half)
     if not (args.save or args.save_json or args.save_txt):
         log.warning("nothing will be saved (--no-save without --save-json or --save-txt)")

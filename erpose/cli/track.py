@@ -17,9 +17,9 @@ import cv2
 
 from erpose.cli.main import CLIError
 from erpose.cli.predict import open_video_writer
-from erpose.engine.results import KEYPOINT_CONF_THRESHOLD
-from erpose.engine.sources import Source, is_video_path, open_source
 from erpose.files import atomic_write_text, increment_run_dir
+from erpose.runtime.results import KEYPOINT_CONF_THRESHOLD
+from erpose.runtime.sources import Source, is_video_path, open_source
 from erpose.track.config import ASSOCIATIONS, MOTIONS, OneEuroConfig, TrackerConfig
 from erpose.track.stream import TrackedResults, track_results
 
@@ -144,8 +144,7 @@ def run(args: argparse.Namespace) -> int:
     config = tracker_config(args)  # ValueError on inconsistent thresholds -> one line, exit 2
     source = open_source(args.source)
     backend = load_backend(args.weights, device=args.device, half=args.half)
-    imgsz = args.imgsz or getattr(backend, "imgsz", None) or 640
-    predictor = Predictor(backend, imgsz=imgsz, conf=args.conf, max_det=args.max_det,
+    predictor = Predictor(backend, imgsz=args.imgsz, conf=args.conf, max_det=args.max_det,
                           device=args.device, batch_size=args.batch, half=args.half)
     run_dir = increment_run_dir(args.project, args.name, args.exist_ok)
     run_dir.mkdir(parents=True, exist_ok=True)

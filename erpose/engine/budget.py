@@ -52,17 +52,20 @@ def fit_epochs(budget_s: float, elapsed_s: float, epochs_done: float, epoch_s: f
 
 
 class TimeBudgetHook(HookBase):
-    """Fits ``trainer.epochs`` to a time budget, twice, then keeps it.
+    """Fits ``trainer.epochs`` to a time budget, and keeps fitting it while the run goes.
 
     1. After ``skip_steps`` untimed steps (lazy initialisation, the first batch's picture) and
        ``measure_steps`` timed ones: seconds per step times batches per epoch, plus an estimate of
        validation (``val_share`` of a training epoch every ``val_interval`` epochs). This is the
        number the run says up front.
-    2. At the end of the first epoch: its measured time, validation included.
+    2. At the end of every epoch: the mean measured epoch time so far (validation included) and
+       the time left. A machine that gets busier mid-run (other jobs on a shared CPU) shortens the
+       schedule, so the learning-rate decay still ends inside the budget instead of being cut off;
+       one that gets faster lengthens it. The epochs never drop below those already begun.
 
-    From then on the fitted schedule is fixed; it is in this hook's state, so a resumed run keeps
-    it whatever the speed of the machine it resumes on. A run resumed before the second fit keeps
-    the first. Rank 0's timing decides, broadcast to every rank.
+    The fitted schedule is in this hook's state; a resumed run keeps it, whatever the speed of the
+    machine it resumes on (its elapsed time before the stop is unknown). Rank 0's timing decides,
+    broadcast to every rank.
 
     Args:
         minutes: the budget.
@@ -87,10 +90,11 @@ class TimeBudgetHook(HookBase):
         self.reserve_s = min(0.02 * self.budget_s, 30.0) if reserve_s is None else reserve_s
         self.start, self.clock = start, clock
         self.fitted_epochs = 0  # 0: not fitted yet
-        self.final = False
+        self.final = False  # True: the schedule is fixed (a resumed run)
         self.steps = 0
         self.timed_from = self.epoch_start = 0.0
         self.epoch_start_iter = 0
+        self.epoch_seconds: list[float] = []  # whole epochs timed in this process, validation included
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -132,18 +136,19 @@ class TimeBudgetHook(HookBase):
     def after_epoch(self) -> None:
         # Before the checkpoint hook, so the state it saves holds the fitted schedule.
         if self.final or self.epoch_start_iter != 0:
-            return  # fixed already, or resumed mid-epoch before any fit: the next whole epoch is timed
+            return  # a resumed run keeps its schedule; a partial epoch is not a measurement
         t = self.trainer
         now = self.clock()
         epoch_s = now - self.epoch_start
-        if not t.metrics:  # no validation this epoch: add the estimate
+        if not t.storage.metrics:  # no validation this epoch: add the estimate
             epoch_s *= 1.0 + self.val_share / self.val_interval
+        self.epoch_seconds.append(epoch_s)
+        mean_s = sum(self.epoch_seconds) / len(self.epoch_seconds)
         previous = self.fitted_epochs
-        self._set(fit_epochs(self.budget_s - self.reserve_s, now - self.start, t.epoch + 1, epoch_s))
-        self.final = True
+        self._set(fit_epochs(self.budget_s - self.reserve_s, now - self.start, t.epoch + 1, mean_s))
         if t.epochs != previous:
-            LOGGER.info("time budget %g min: %d epochs after timing epoch %d (%.0f s, validation included)",
-                        self.minutes, t.epochs, t.epoch + 1, epoch_s)
+            LOGGER.info("time budget %g min: %d epochs after timing epoch %d (%.0f s per epoch on average, "
+                        "validation included)", self.minutes, t.epochs, t.epoch + 1, mean_s)
 
     def _set(self, epochs: int) -> None:
         t = self.trainer

@@ -1,8 +1,8 @@
 """Training hooks: each one job, each with ``state_dict``/``load_state_dict`` so resume is exact.
 
 ``build_hooks`` returns them in the one order the trainer calls them (see the comment there).
-Hooks talk to each other only through trainer attributes they document (``trainer.metrics``,
-``trainer.epoch_losses``...), never by reaching into another hook, except ``EarlyStopHook``,
+Hooks talk to each other only through ``trainer.storage`` (a ``TrainStorage``: losses, metrics,
+best epoch; one writer per field), never by reaching into another hook, except ``EarlyStopHook``,
 which is handed the ``EvalHook`` whose best epoch it watches.
 """
 
@@ -138,8 +138,8 @@ class EMAHook(HookBase):
 
 
 class LossMeterHook(HookBase):
-    """Epoch means of the loss terms: ``trainer.running_losses`` (this rank, so far) and, at epoch
-    end, ``trainer.epoch_losses`` (reduced over ranks). Skipped batches are not counted."""
+    """Epoch means of the loss terms: ``storage.running_losses`` (this rank, so far) and, at epoch
+    end, ``storage.epoch_losses`` (reduced over ranks). Skipped batches are not counted."""
 
     def __init__(self) -> None:
         self.sums: dict[str, float] = {}
@@ -148,7 +148,7 @@ class LossMeterHook(HookBase):
     def before_epoch(self) -> None:
         if self.trainer.iter == 0:
             self.sums, self.count = {}, 0
-        self.trainer.running_losses = self._means()
+        self.trainer.storage.running_losses = self._means()
 
     def after_step(self) -> None:
         t = self.trainer
@@ -158,14 +158,14 @@ class LossMeterHook(HookBase):
         for name, value in terms.items():
             self.sums[name] = self.sums.get(name, 0.0) + float(value)
         self.count += 1
-        t.running_losses = self._means()
+        t.storage.running_losses = self._means()
 
     def after_epoch(self) -> None:
         names = sorted(self.sums, key=lambda n: (n != "loss", n))  # total loss first
         packed = torch.tensor([self.sums[n] for n in names] + [float(self.count)], dtype=torch.float64)
         packed = distributed.all_reduce_sum(packed)
         count = max(packed[-1].item(), 1.0)
-        self.trainer.epoch_losses = {n: packed[i].item() / count for i, n in enumerate(names)}
+        self.trainer.storage.epoch_losses = {n: packed[i].item() / count for i, n in enumerate(names)}
 
     def _means(self) -> dict[str, float]:
         return {n: s / max(self.count, 1) for n, s in self.sums.items()}
@@ -181,7 +181,7 @@ class EvalHook(HookBase):
     """Validates the EMA weights every ``interval`` epochs and after the last one.
 
     Rank 0 validates; the metrics are broadcast so every rank takes the same early-stop decision.
-    Sets ``trainer.metrics`` (empty on epochs without validation) and ``trainer.is_best``.
+    Sets ``storage.metrics`` (empty on epochs without validation) and ``storage.is_best``.
 
     Args:
         validate_fn: ``model -> {"AP": ..., "AP50": ..., ...}``.
@@ -199,16 +199,16 @@ class EvalHook(HookBase):
 
     def after_epoch(self) -> None:
         t = self.trainer
-        t.metrics, t.is_best = {}, False
+        t.storage.metrics, t.storage.is_best = {}, False
         last = t.epoch + 1 == t.epochs
         if not last and (t.epoch + 1) % max(self.interval, 1) != 0:
             return
         metrics = self.validate_fn(self.model_fn()) if distributed.rank() == 0 else None
-        t.metrics = {k: float(v) for k, v in distributed.broadcast_object(metrics).items()}
-        fitness = t.metrics.get(self.fitness_key, -math.inf)
+        t.storage.metrics = {k: float(v) for k, v in distributed.broadcast_object(metrics).items()}
+        fitness = t.storage.metrics.get(self.fitness_key, -math.inf)
         if fitness > self.best_fitness:
-            self.best_fitness, self.best_epoch, self.best_metrics = fitness, t.epoch, dict(t.metrics)
-            t.is_best = True
+            self.best_fitness, self.best_epoch, self.best_metrics = fitness, t.epoch, dict(t.storage.metrics)
+            t.storage.is_best = True
 
     def state_dict(self) -> dict:
         return {"best_fitness": self.best_fitness, "best_epoch": self.best_epoch, "best_metrics": self.best_metrics}
@@ -227,7 +227,7 @@ class EarlyStopHook(HookBase):
 
     def after_epoch(self) -> None:
         t = self.trainer
-        if self.patience <= 0 or not t.metrics or self.eval_hook.best_epoch < 0:
+        if self.patience <= 0 or not t.storage.metrics or self.eval_hook.best_epoch < 0:
             return
         if t.epoch - self.eval_hook.best_epoch >= self.patience:
             LOGGER.info(
@@ -269,7 +269,7 @@ class CheckpointHook(HookBase):
 
     def after_epoch(self) -> None:
         self._save(at_epoch_end=True)
-        if getattr(self.trainer, "is_best", False) and distributed.rank() == 0:
+        if self.trainer.storage.is_best and distributed.rank() == 0:
             atomic_copy(self.last, self.best)
 
     def after_train(self) -> None:

@@ -87,6 +87,150 @@ def check_train_state(checkpoint: dict, path: Path) -> None:
             "the weights/last.pt that training writes")
 
 
+@dataclass
+class TrainData:
+    """The training data of a run: sources, the augmenting dataset and its loader."""
+
+    train_source: Any
+    val_source: Any
+    dataset: Any
+    loader: torch.utils.data.DataLoader
+    generator: torch.Generator
+    batches_per_epoch: int
+    per_rank_batch: int
+
+
+@dataclass
+class Optimization:
+    """Optimiser, its peak learning rate, the accumulation to the nominal batch, and the EMA."""
+
+    optimizer: torch.optim.Optimizer
+    lr0: float
+    accumulate: int
+    ema: ModelEMA | None
+
+
+def prepare_run(config: TrainConfig, resume: str | Path | None, ctx: Any) -> tuple[TrainConfig, Path, dict | None]:
+    """The run's config, directory and (when resuming) checkpoint: a new run writes ``args.yaml``.
+
+    Resuming reads the run's own ``args.yaml`` back (keeping only ``device`` from ``config``), so
+    the resumed run is the same run.
+    """
+    from erpose.models.checkpoint import load_checkpoint
+
+    if resume is not None:
+        run_dir, ckpt_path = resolve_resume(resume)
+        config = replace(load_yaml(TrainConfig, run_dir / "args.yaml"), device=config.device)
+        state = load_checkpoint(ckpt_path)
+        check_train_state(state, ckpt_path)
+        return config, run_dir, state
+    run_dir = increment_run_dir(config.project, config.name, config.exist_ok) if ctx.is_main else None
+    run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None))
+    if ctx.is_main:
+        (run_dir / "weights").mkdir(parents=True, exist_ok=True)
+        dump_yaml(config, run_dir / "args.yaml")
+    return config, run_dir, None
+
+
+def build_model(config: TrainConfig, skeleton: Any, state: dict | None, ctx: Any) -> torch.nn.Module:
+    """The model to train: zoo/config/checkpoint, pretrained weights, frozen parts, resumed weights."""
+    from erpose.models.checkpoint import load_model
+
+    model = load_model(config.model, skeleton=skeleton)
+    if config.pretrained and state is None:
+        from erpose.models.pretrained import load_pretrained
+
+        report = load_pretrained(model, config.pretrained)
+        LOGGER.info("pretrained: %s", report.summary())
+    if config.freeze:
+        LOGGER.info("frozen (not trained): %s", ", ".join(model.freeze(config.freeze)))
+    # NHWC convolutions: 15-25 % faster training steps on this CPU (oneDNN), and the usual choice on GPUs.
+    model = model.to(ctx.device, memory_format=torch.channels_last).train()
+    if state is not None:
+        model.load_state_dict(state["train_state"]["model"])
+    if ctx.world_size > 1 and ctx.device.type == "cuda":
+        # Batch statistics over the global batch, so N x (batch / N) trains like one batch.
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if ctx.is_main:
+        _log_summary(model, config.imgsz)
+    return model
+
+
+def build_data(config: TrainConfig, train_source: Any, val_source: Any, ctx: Any) -> TrainData:
+    """The augmenting dataset of ``train_source`` and its loader (this rank's share of every batch)."""
+    from erpose.data.dataset import PoseDataset, collate
+    from erpose.engine.distributed import EpochBatchSampler
+
+    per_rank_batch = max(config.batch // ctx.world_size, 1)
+    dataset = PoseDataset(train_source, config.imgsz, augment=config.augment, cache_images=config.cache_images,
+                          seed=config.seed)
+    sampler = EpochBatchSampler(len(dataset), per_rank_batch, config.seed, ctx.rank, ctx.world_size)
+    generator = torch.Generator()
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
+                                         num_workers=config.workers, generator=generator,
+                                         pin_memory=ctx.device.type == "cuda")
+    return TrainData(train_source, val_source, dataset, loader, generator, sampler.batches_per_epoch, per_rank_batch)
+
+
+def build_optimization(config: TrainConfig, model: torch.nn.Module, data: TrainData, ctx: Any) -> Optimization:
+    """Optimiser and schedule length for ``config.epochs``, accumulation to the nominal batch, EMA."""
+    global_batch = data.per_rank_batch * ctx.world_size
+    accumulate = max(round(config.optim.nominal_batch / global_batch), 1)
+    total_steps = config.epochs * -(-data.batches_per_epoch // accumulate)
+    optimizer = build_optimizer(model, config.optim, batch_size=global_batch, accumulate=accumulate,
+                                total_optimizer_steps=total_steps)
+    _, lr0 = resolve_optimizer(config.optim, total_steps)
+    ema = ModelEMA(model, config.ema_decay, config.ema_tau) if config.ema_decay > 0 else None
+    return Optimization(optimizer, lr0, accumulate, ema)
+
+
+def build_run_hooks(config: TrainConfig, model: torch.nn.Module, data: TrainData, optim: Optimization,
+                    run_dir: Path, ctx: Any, *, progress: bool, budget_start: float) -> list:
+    """The run's hooks (``build_hooks``) with their callbacks: validation, checkpoints, plots, budget."""
+    ema = optim.ema
+
+    def deployed() -> torch.nn.Module:
+        return ema.module if ema is not None else model
+
+    def validate_fn(eval_model: torch.nn.Module) -> dict:
+        from erpose.engine.validator import validate
+
+        result = validate(eval_model, data.val_source, config.imgsz, config.val_batch or config.batch,
+                          device=str(ctx.device), progress=progress)
+        return dict(result.metrics)
+
+    def save_fn(path: Path, train_state: dict) -> None:
+        from erpose.models.checkpoint import save_checkpoint
+
+        train_state["model"] = model.state_dict()
+        save_checkpoint(path, deployed(), train_state=train_state, train_args=dump_dict(config))
+
+    def sample_fn(batch: Any, path: Path) -> None:
+        from erpose.engine.plots import plot_batch
+
+        plot_batch(batch, data.train_source.skeleton, path)
+
+    def final_fn() -> list[Path]:
+        return [_draw_val_predictions(deployed(), data.val_source, config, run_dir, ctx.device)]
+
+    budget = None
+    if config.time > 0:
+        from erpose.engine.budget import TimeBudgetHook
+
+        # Validation is scored per image about as fast as training runs: its share of an epoch
+        # is about the val / train image ratio (measured after the first epoch anyway).
+        budget = TimeBudgetHook(config.time, config.epochs, warmup_epochs=config.optim.warmup_epochs,
+                                val_share=len(data.val_source) / max(len(data.dataset), 1),
+                                val_interval=config.val_interval, start=budget_start)
+    return build_hooks(
+        optim_config=config.optim, lr0=optim.lr0, dataset=data.dataset, generator=data.generator, seed=config.seed,
+        close_mosaic=config.augment.close_mosaic, ema=ema, validate_fn=validate_fn, val_interval=config.val_interval,
+        patience=config.patience, run_dir=run_dir, save_fn=save_fn, save_period_steps=config.save_period_steps,
+        progress=progress, sample_fn=sample_fn if config.plots else None, final_fn=final_fn if config.plots else None,
+        plots=config.plots, budget=budget,
+    )
+
+
 def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bool = False) -> TrainResult:
     """Train a pose model; see ``docs/training.md``.
 
@@ -99,24 +243,11 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
     Returns:
         The run's ``TrainResult``.
     """
-    from erpose.data.dataset import PoseDataset, collate
     from erpose.data.source import load_source
-    from erpose.models.checkpoint import load_checkpoint, load_model, save_checkpoint
     from erpose.models.criterion import build_criterion
 
     ctx = distributed.setup(config.device)
-    state = None
-    if resume is not None:
-        run_dir, ckpt_path = resolve_resume(resume)
-        config = replace(load_yaml(TrainConfig, run_dir / "args.yaml"), device=config.device)
-        state = load_checkpoint(ckpt_path)
-        check_train_state(state, ckpt_path)
-    else:
-        run_dir = increment_run_dir(config.project, config.name, config.exist_ok) if ctx.is_main else None
-        run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None))
-        if ctx.is_main:
-            (run_dir / "weights").mkdir(parents=True, exist_ok=True)
-            dump_yaml(config, run_dir / "args.yaml")
+    config, run_dir, state = prepare_run(config, resume, ctx)
     seed_everything(config.seed, config.deterministic)
     train_source = load_source(config.data, "train")
     val_source = load_source(config.data, "val")
@@ -124,95 +255,28 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
         _share_cpu_with_workers(config.workers)
     # A time budget counts from here: generating a SynthCrowd preset the first time is not training.
     budget_start = time.perf_counter()
-    skeleton = train_source.skeleton
-    # NHWC convolutions: 15-25 % faster training steps on this CPU (oneDNN), and the usual choice on GPUs.
-    model = load_model(config.model, skeleton=skeleton)
-    if config.pretrained and state is None:
-        from erpose.models.pretrained import load_pretrained
-
-        report = load_pretrained(model, config.pretrained)
-        LOGGER.info("pretrained: %s", report.summary())
-    if config.freeze:
-        LOGGER.info("frozen (not trained): %s", ", ".join(model.freeze(config.freeze)))
-    model = model.to(ctx.device, memory_format=torch.channels_last).train()
-    if state is not None:
-        model.load_state_dict(state["train_state"]["model"])
-    if ctx.world_size > 1 and ctx.device.type == "cuda":
-        # Batch statistics over the global batch, so N x (batch / N) trains like one batch.
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if ctx.is_main:
-        _log_summary(model, config.imgsz)
-
-    per_rank_batch = max(config.batch // ctx.world_size, 1)
-    dataset = PoseDataset(train_source, config.imgsz, augment=config.augment, cache_images=config.cache_images,
-                          seed=config.seed)
-    from erpose.engine.distributed import EpochBatchSampler
-
-    sampler = EpochBatchSampler(len(dataset), per_rank_batch, config.seed, ctx.rank, ctx.world_size)
-    generator = torch.Generator()
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                                         num_workers=config.workers, generator=generator,
-                                         pin_memory=ctx.device.type == "cuda")
-    accumulate = max(round(config.optim.nominal_batch / (per_rank_batch * ctx.world_size)), 1)
-    total_steps = config.epochs * -(-sampler.batches_per_epoch // accumulate)
-    optimizer = build_optimizer(model, config.optim, batch_size=per_rank_batch * ctx.world_size,
-                                accumulate=accumulate, total_optimizer_steps=total_steps)
-    _, lr0 = resolve_optimizer(config.optim, total_steps)
-    criterion = build_criterion(model.config, skeleton, config.criterion)
-    ema = ModelEMA(model, config.ema_decay, config.ema_tau) if config.ema_decay > 0 else None
+    model = build_model(config, train_source.skeleton, state, ctx)
+    data = build_data(config, train_source, val_source, ctx)
+    optim = build_optimization(config, model, data, ctx)
+    criterion = build_criterion(model.config, train_source.skeleton, config.criterion)
     train_model: Any = model
     if ctx.world_size > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-
-    def validate_fn(eval_model: torch.nn.Module) -> dict:
-        from erpose.engine.validator import validate
-
-        result = validate(eval_model, val_source, config.imgsz, config.val_batch or config.batch,
-                          device=str(ctx.device), progress=progress)
-        return dict(result.metrics)
-
-    def save_fn(path: Path, train_state: dict) -> None:
-        train_state["model"] = model.state_dict()
-        save_checkpoint(path, ema.module if ema is not None else model, train_state=train_state,
-                        train_args=dump_dict(config))
-
-    def sample_fn(batch: Any, path: Path) -> None:
-        from erpose.engine.plots import plot_batch
-
-        plot_batch(batch, skeleton, path)
-
-    def final_fn() -> list[Path]:
-        return [_draw_val_predictions(ema.module if ema is not None else model, val_source, config, run_dir, ctx.device)]
-
-    budget = None
-    if config.time > 0:
-        from erpose.engine.budget import TimeBudgetHook
-
-        # Validation is scored per image about as fast as training runs: its share of an epoch
-        # is about the val / train image ratio (measured after the first epoch anyway).
-        budget = TimeBudgetHook(config.time, config.epochs, warmup_epochs=config.optim.warmup_epochs,
-                                val_share=len(val_source) / max(len(dataset), 1), val_interval=config.val_interval,
-                                start=budget_start)
-    hooks = build_hooks(
-        optim_config=config.optim, lr0=lr0, dataset=dataset, generator=generator, seed=config.seed,
-        close_mosaic=config.augment.close_mosaic, ema=ema, validate_fn=validate_fn, val_interval=config.val_interval,
-        patience=config.patience, run_dir=run_dir, save_fn=save_fn, save_period_steps=config.save_period_steps,
-        progress=progress, sample_fn=sample_fn if config.plots else None, final_fn=final_fn if config.plots else None,
-        plots=config.plots, budget=budget,
-    )
+    hooks = build_run_hooks(config, model, data, optim, run_dir, ctx, progress=progress, budget_start=budget_start)
     # A batch-summed loss (ultralytics convention) sums gradients over the nominal batch; a mean
     # loss averages them (see Trainer's loss_scale).
     summed = bool(getattr(getattr(criterion, "config", None), "loss", None) and criterion.config.loss.scale_by_batch)
-    trainer = Trainer(model, criterion, optimizer, loader, epochs=config.epochs, hooks=hooks, accumulate=accumulate,
-                      grad_clip=config.optim.grad_clip, amp=config.amp, device=ctx.device, train_model=train_model,
-                      loss_scale=float(ctx.world_size) if summed else None)
+    trainer = Trainer(model, criterion, optim.optimizer, data.loader, epochs=config.epochs, hooks=hooks,
+                      accumulate=optim.accumulate, grad_clip=config.optim.grad_clip, amp=config.amp,
+                      device=ctx.device, train_model=train_model, loss_scale=float(ctx.world_size) if summed else None)
     if state is not None:
         trainer.load_state_dict(state["train_state"])
         LOGGER.info("resuming %s at epoch %d, batch %d", run_dir, trainer.epoch + 1, trainer.iter)
     length = f"epochs fitted to a {config.time:g}-min budget" if config.time > 0 else f"{config.epochs} epochs"
     LOGGER.info("training %s on %s (%d images), %s, batch %d x %d accumulation, %s%s", config.model, config.data,
-                len(dataset), length, config.batch, accumulate, ctx.device, _precision(config.amp, ctx.device))
+                len(data.dataset), length, config.batch, optim.accumulate, ctx.device,
+                _precision(config.amp, ctx.device))
     trainer.train()
     best = run_dir / "weights" / "best.pt"
     if ctx.is_main and best.is_file():

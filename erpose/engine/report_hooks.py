@@ -47,7 +47,7 @@ class ProgressHook(HookBase):
         self.images += int(t.batch.images.shape[0]) * distributed.world_size()
         if self.bar is not None:
             rate = self.images / max(time.perf_counter() - self.start, 1e-9)
-            losses = getattr(t, "running_losses", {})
+            losses = t.storage.running_losses
             postfix = {k: f"{v:.3f}" for k, v in losses.items()}
             postfix["img/s"] = f"{rate:.1f}"
             self.bar.set_postfix(postfix, refresh=False)
@@ -59,8 +59,8 @@ class ProgressHook(HookBase):
             self.bar.close()
             self.bar = None
         elapsed = time.perf_counter() - self.start
-        losses = " ".join(f"{k} {v:.4f}" for k, v in getattr(t, "epoch_losses", {}).items())
-        metrics = " ".join(f"{k} {v:.3f}" for k, v in t.metrics.items() if k in ("AP", "AP50", "AP75"))
+        losses = " ".join(f"{k} {v:.4f}" for k, v in t.storage.epoch_losses.items())
+        metrics = " ".join(f"{k} {v:.3f}" for k, v in t.storage.metrics.items() if k in ("AP", "AP50", "AP75"))
         lr = t.optimizer.param_groups[0]["lr"]
         total = time.perf_counter() - self.train_start
         LOGGER.info("epoch %d/%d  %s  lr %.5f  %s  %.1f img/s  %.0fs (total %.0fs)", t.epoch + 1, t.epochs, losses, lr,
@@ -85,10 +85,10 @@ class CSVLoggerHook(HookBase):
     def after_epoch(self) -> None:
         t = self.trainer
         row: dict[str, Any] = {"epoch": t.epoch + 1}
-        row.update({f"train/{k}": v for k, v in getattr(t, "epoch_losses", {}).items()})
+        row.update({f"train/{k}": v for k, v in t.storage.epoch_losses.items()})
         for group in t.optimizer.param_groups:
             row[f"lr/{group.get('name', 'pg')}"] = group["lr"]
-        row.update({f"metrics/{k}": v for k, v in t.metrics.items()})
+        row.update({f"metrics/{k}": v for k, v in t.storage.metrics.items()})
         self.rows.append(row)
         if distributed.rank() != 0:
             return

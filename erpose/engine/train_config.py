@@ -95,14 +95,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from erpose.config import ConfigError
         from erpose.limits import MAX_BATCH, check_imgsz, check_size
+        from erpose.models.pose_model import MAX_STRIDE
 
-        if self.imgsz <= 0 or self.imgsz % 32:
-            raise ConfigError(f"imgsz must be a positive multiple of 32, got {self.imgsz}")
+        check_imgsz(self.imgsz, MAX_STRIDE)
         if self.epochs <= 0 or self.batch <= 0:
             raise ConfigError(f"epochs and batch must be positive, got {self.epochs}, {self.batch}")
         if not 0.0 <= self.time < 1e6:
             raise ConfigError(f"time must be a number of minutes >= 0, got {self.time}")
-        check_imgsz(self.imgsz)
         check_size("batch", self.batch, MAX_BATCH)
         if self.val_batch:
             check_size("val_batch", self.val_batch, MAX_BATCH)

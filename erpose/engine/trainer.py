@@ -25,6 +25,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,26 @@ class HookBase:
 Criterion = Callable[[Any, Any], tuple[torch.Tensor, dict]]
 
 
+@dataclass
+class TrainStorage:
+    """What hooks publish for later hooks (``trainer.storage``), as detectron2's ``EventStorage``.
+
+    Every field has one writer; readers see the value of the current epoch. None of it needs saving:
+    each field is recomputed before it is read again after a resume.
+
+    Attributes:
+        running_losses: mean loss terms of this epoch so far, this rank (``LossMeterHook``, every batch).
+        epoch_losses: the epoch's mean loss terms over every rank (``LossMeterHook``, epoch end).
+        metrics: this epoch's validation metrics, empty on epochs without validation (``EvalHook``).
+        is_best: this epoch's metrics are the best so far (``EvalHook``; read by ``CheckpointHook``).
+    """
+
+    running_losses: dict[str, float] = field(default_factory=dict)
+    epoch_losses: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    is_best: bool = False
+
+
 class Trainer:
     """Runs the optimisation loop and calls hooks.
 
@@ -153,8 +174,13 @@ class Trainer:
         self.loss: torch.Tensor | None = None
         self.loss_terms: dict = {}
         self.stepped = self.step_skipped = False
-        #: Filled by the evaluation hook: this epoch's metrics (empty when not evaluated).
-        self.metrics: dict[str, float] = {}
+        #: What hooks publish for each other (losses, metrics, best epoch): see :class:`TrainStorage`.
+        self.storage = TrainStorage()
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """This epoch's validation metrics (``storage.metrics``; empty when not evaluated)."""
+        return self.storage.metrics
 
     @property
     def global_iter(self) -> int:

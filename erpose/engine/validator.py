@@ -174,19 +174,18 @@ def _resolve_source(source: Any, split: str) -> Any:
     return source
 
 
-def image_results(rows: np.ndarray, num_keypoints: int, conf: float, max_det: int, ratio: Any, pad: Any,
+def image_results(rows: np.ndarray, num_keypoints: int, max_det: int, ratio: Any, pad: Any,
                   image_id: int) -> list[dict]:
-    """One image's model rows (n, 1 + 3K), input pixels -> COCO results in original pixels.
+    """One image's backend rows (n, 1 + 3K), input pixels -> COCO results in original pixels.
 
-    Rows with score >= ``conf`` are kept, best first (stable order), at most ``max_det``; the
-    PyTorch and the ONNX Runtime paths both end here, so they write the same results.
+    The prediction loop's own :func:`erpose.runtime.predictor.postprocess` (best first, stable,
+    at most ``max_det``; the backend already thresholded the scores), so the PyTorch and the
+    ONNX Runtime paths write the same results as ``erpose predict``.
     """
-    from erpose.runtime.letterbox import unletterbox_keypoints
+    from erpose.runtime.predictor import postprocess
 
-    rows = rows[rows[:, 0] >= conf]
-    rows = rows[np.argsort(-rows[:, 0], kind="stable")[:max_det]]
-    keypoints = unletterbox_keypoints(rows[:, 1:].reshape(-1, num_keypoints, 3), ratio, pad)
-    return detections_to_results(rows[:, 0], keypoints, image_id)
+    scores, keypoints = postprocess(rows, (ratio, pad), num_keypoints, max_det)
+    return detections_to_results(scores, keypoints, image_id)
 
 
 def is_onnx_model(model: Any) -> bool:
@@ -202,14 +201,9 @@ def onnx_input_size(backend: Any, imgsz: int | None) -> tuple[int, int]:
     Raises:
         ValueError: ``imgsz`` differs from a fixed-size file's input, naming both.
     """
-    if imgsz is None:
-        return backend.imgsz
-    check_imgsz(imgsz)
-    fixed = backend.fixed_imgsz
-    if fixed is not None and (imgsz, imgsz) != fixed:
-        raise ValueError(f"{backend.session.path}: exported with a fixed input of {fixed}, not "
-                         f"imgsz {imgsz}; leave imgsz out (the file's own size) or re-export with --dynamic")
-    return imgsz, imgsz
+    from erpose.runtime.predictor import input_size
+
+    return input_size(backend, imgsz)
 
 
 def predict_dataset_onnx(
@@ -231,12 +225,10 @@ def predict_dataset_onnx(
         (COCO results, images run, ms per image for ``preprocess``, ``inference``, ``postprocess``).
     """
     from erpose.images import ImageFileError, read_image
-    from erpose.runtime.predict import preprocess
+    from erpose.runtime.predictor import preprocess
 
-    session = backend.session
-    meta = session.metadata
+    meta = backend.session.metadata
     size = onnx_input_size(backend, imgsz)
-    session.conf = float(conf)  # the numpy NMS of baseline graphs thresholds before suppressing
     chunk = batch_size if meta.dynamic else 1
     samples = list(source.samples)
     bar = None
@@ -264,10 +256,10 @@ def predict_dataset_onnx(
                 continue
             batch, params = preprocess(frames, size, meta.channel_order)
             middle = time.perf_counter()
-            outputs = session.run(batch)
+            outputs = backend.predict(batch, conf=conf, max_det=max_det)
             end = time.perf_counter()
             for rows, (ratio, pad), sample in zip(outputs, params, kept):
-                results.extend(image_results(rows, meta.num_keypoints, conf, max_det, ratio, pad, sample.image_id))
+                results.extend(image_results(rows, meta.num_keypoints, max_det, ratio, pad, sample.image_id))
             times["preprocess"] += middle - tick
             times["inference"] += end - middle
             times["postprocess"] += time.perf_counter() - end
@@ -332,7 +324,7 @@ def predict_dataset(
                     continue
                 seen.add(meta["index"])
                 rows = rows.detach().float().cpu().numpy()
-                results.extend(image_results(rows, num_keypoints, conf, max_det, meta["ratio"], meta["pad"],
+                results.extend(image_results(rows, num_keypoints, max_det, meta["ratio"], meta["pad"],
                                              meta["image_id"]))
             tick = time.perf_counter()
             times["postprocess"] += tick - middle

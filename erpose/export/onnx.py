@@ -68,7 +68,7 @@ class OnnxExportConfig:
     simplify: bool = False
 
     def __post_init__(self) -> None:
-        check_imgsz(self.imgsz)
+        check_imgsz(self.imgsz)  # the stride rule needs the model: _validate
         check_size("batch", self.batch, MAX_BATCH)
         if self.max_det is not None:
             check_size("max_det", self.max_det, MAX_DET)
@@ -114,10 +114,7 @@ def build_metadata(
 def _validate(model: torch.nn.Module, config: OnnxExportConfig) -> None:
     if config.opset < MIN_OPSET:
         raise ValueError(f"opset {config.opset} is too old: erpose exports need opset >= {MIN_OPSET}")
-    stride = max(model.strides)
-    h, w = config.size
-    if h <= 0 or w <= 0 or h % stride or w % stride:
-        raise ValueError(f"imgsz {config.size} must be positive multiples of the largest stride {stride}")
+    check_imgsz(config.imgsz, max(model.strides))
 
 
 def _prepare(model: torch.nn.Module, config: OnnxExportConfig) -> torch.nn.Module:

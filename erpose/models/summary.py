@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from erpose.limits import check_imgsz
 from erpose.models.pose_model import MAX_STRIDE, PoseModel
 
 
@@ -53,8 +54,7 @@ def model_summary(model: PoseModel, imgsz: int = 640) -> ModelSummary:
         model: any ``PoseModel``.
         imgsz: square input side for the FLOP count, a multiple of 32.
     """
-    if imgsz <= 0 or imgsz % MAX_STRIDE:
-        raise ValueError(f"imgsz must be a positive multiple of {MAX_STRIDE}, got {imgsz}")
+    imgsz = check_imgsz(imgsz, MAX_STRIDE)[0]
     graph = copy.deepcopy(model).cpu().float().deploy()
     unfused = count_parameters(graph)
     graph.fuse()

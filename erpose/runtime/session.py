@@ -258,11 +258,13 @@ class PoseSession:
                              f"{tuple(images.shape[2:])}; letterbox to that size or re-export with --dynamic")
         return self.session.run(None, {self.input_name: images})[0]
 
-    def run(self, images: np.ndarray) -> np.ndarray:
+    def run(self, images: np.ndarray, conf: float | None = None) -> np.ndarray:
         """Poses for a batch of letterboxed images.
 
         Args:
             images: (B, 3, H, W) float in [0, 1], channel order ``metadata.channel_order``.
+            conf: score threshold of the numpy NMS of baseline graphs (None: :attr:`conf`);
+                NMS-free graphs return all their rows whatever it is.
 
         Returns:
             (B, N, 1 + 3K) float32, N <= ``max_det``: score, then x, y, conf per keypoint in
@@ -273,7 +275,7 @@ class PoseSession:
             return raw
         meta = self.metadata
         return nms_poses(raw, kind=meta.nms, raw_columns=meta.raw_columns, sigmas=meta.skeleton.sigmas_array(),
-                         conf=self.conf, iou=meta.nms_iou, max_det=meta.max_det)
+                         conf=self.conf if conf is None else float(conf), iou=meta.nms_iou, max_det=meta.max_det)
 
     __call__ = run
 
@@ -295,7 +297,7 @@ def read_metadata(path: str | os.PathLike) -> ExportMetadata:
 
 
 def load_backend(path: str | os.PathLike, threads: int | None = None, providers: list[str] | None = None):
-    """The ``erpose predict`` backend of an ``.onnx`` file (``skeleton``, ``strides``, ``predict``).
+    """The prediction backend of an ``.onnx`` file (:class:`erpose.runtime.predict.OnnxBackend`).
 
     ``erpose.engine.predictor.load_backend`` calls this for ``.onnx`` weights.
     """

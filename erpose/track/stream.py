@@ -1,4 +1,4 @@
-"""Tracking over a prediction stream: :class:`~erpose.engine.results.Results` in, :class:`TrackedResults` out.
+"""Tracking over a prediction stream: :class:`~erpose.runtime.results.Results` in, :class:`TrackedResults` out.
 
 numpy + OpenCV only; the PyTorch predictor and the torch-free ONNX runtime feed it the same way::
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from erpose.engine.results import KEYPOINT_CONF_THRESHOLD, Results, boxes_from_keypoints
-from erpose.engine.sources import is_video_path, video_fps
+from erpose.runtime.results import KEYPOINT_CONF_THRESHOLD, Results, boxes_from_keypoints
+from erpose.runtime.sources import is_video_path, video_fps
 from erpose.track.config import TrackerConfig
 from erpose.track.draw import draw_tracks
 from erpose.track.tracker import PoseTracker, TrackedPoses

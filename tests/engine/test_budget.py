@@ -107,6 +107,29 @@ def test_budget_fits_the_epochs_and_the_decay(tmp_path: Path, caplog) -> None:
     assert len(rows) == 1 + 5
 
 
+class SlowDownAt(HookBase):
+    """The machine gets busier: from global batch ``at`` on, each step takes ``seconds`` on the clock."""
+
+    def __init__(self, clock: FakeClock, at: int, seconds: float) -> None:
+        self.clock, self.at, self.seconds = clock, at, seconds
+
+    def before_step(self) -> None:
+        if self.trainer.global_iter == self.at:
+            self.clock.seconds_per_step = self.seconds
+
+
+def test_a_machine_that_gets_busier_mid_run_shortens_the_schedule(tmp_path: Path, caplog) -> None:
+    clock = FakeClock(1.0)
+    # Epochs 1-2 at 6 s (5 fit in 30 s); from epoch 3 on 18 s each: 3 epochs end at 30 s, where
+    # keeping the first fit would have run 5 epochs and 66 s, more than twice the budget.
+    trainer, budget = _budget_run(tmp_path / "run", clock, extra=(SlowDownAt(clock, 12, 3.0),))
+    with caplog.at_level("INFO"):
+        trainer.train()
+    assert budget.fitted_epochs == trainer.epochs == trainer.epoch == 3
+    assert clock.now == pytest.approx(30.0)
+    assert "3 epochs after timing epoch 3 (10 s per epoch on average" in caplog.text
+
+
 def test_resumed_run_keeps_its_fitted_schedule_on_a_slower_machine(tmp_path: Path) -> None:
     reference, _ = _budget_run(tmp_path / "reference", FakeClock(1.0))
     reference.train()

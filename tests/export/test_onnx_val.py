@@ -123,3 +123,6 @@ def test_api_val_and_predict_take_the_onnx_files_own_size(exported) -> None:
     results = model.predict(image, conf=0.0)
     assert len(results) == 1 and results[0].keypoints.data.shape[1:] == (17, 3)
     assert results[0].orig_image.shape == image.shape
+    # Tracking takes the same rule (was: imgsz 640 by default, refused by the 64 px file).
+    tracked = model.track([image, image], stream=False)
+    assert len(tracked) == 2

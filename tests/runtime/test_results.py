@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from erpose.engine.results import Keypoints, Results, boxes_from_keypoints
+from erpose.runtime.results import Keypoints, Results, boxes_from_keypoints
 from erpose.skeleton import Skeleton
 
 SKEL = Skeleton("tri", ("left_a", "right_a", "top"), (0.05,) * 3, (1, 0, 2), ((0, 1), (0, 2), (1, 2)))

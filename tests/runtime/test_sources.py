@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from erpose.engine.sources import SourceError, open_source
+from erpose.runtime.sources import SourceError, open_source
 
 
 def _write_images(folder, names, size=(24, 32)):
