@@ -7,6 +7,11 @@ excluded: it is the same for both models). Prints a table and the ER-Pose / base
 
     python benchmarks/bench_train.py                       # 320 and 640, batch 16
     python benchmarks/bench_train.py --imgsz 320 --steps 5 --threads 2
+    python benchmarks/bench_train.py --imgsz 128 --models erpose-n erpose-n:bf16   # bfloat16 autocast vs float32
+
+A model name with ``:bf16`` runs its steps under ``torch.autocast("cpu", torch.bfloat16)`` (what
+``amp`` does on CPUs with native bfloat16), whatever this CPU supports: on one without AVX512-BF16
+or AMX it shows what emulated bfloat16 would cost, which is why ``erpose train`` uses float32 there.
 
 The two models alternate step by step (A, B, A, B...) so that a load change on a shared machine
 hits both alike.
@@ -39,15 +44,17 @@ def measure(names: list[str], batch, skeleton, steps: int, warmup: int) -> list[
     runs = []
     for name in names:
         torch.manual_seed(0)
-        model = build_model(name, skeleton).to(memory_format=torch.channels_last).train()
+        model_name, _, precision = name.partition(":")
+        model = build_model(model_name, skeleton).to(memory_format=torch.channels_last).train()
         optimizer = fast_optimizer(torch.optim.SGD, [{"params": list(model.parameters())}], lr=1e-4,
                                     momentum=0.9, nesterov=True)
-        runs.append((model, build_criterion(model.config, skeleton), optimizer, []))
+        runs.append((model, build_criterion(model.config, skeleton), optimizer, precision == "bf16", []))
     images = batch.images.contiguous(memory_format=torch.channels_last)
     for i in range(warmup + steps):
-        for model, criterion, optimizer, times in runs:
+        for model, criterion, optimizer, bf16, times in runs:
             start = time.perf_counter()
-            loss, _ = criterion(model(images), batch)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss, _ = criterion(model(images), batch)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
