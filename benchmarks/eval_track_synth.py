@@ -217,7 +217,9 @@ def main() -> None:
                         help="(a): noise:drop pairs, noise as a fraction of the person's height")
     parser.add_argument("--weights", help="(b): the model")
     parser.add_argument("--imgsz", type=int, default=256, help="(b): model input size")
-    parser.add_argument("--conf", type=float, default=0.1, help="(b): lowest person score kept")
+    parser.add_argument("--conf", type=float, default=0.1, help="(b): lowest person score kept (the tracker's low_score)")
+    parser.add_argument("--model-thresholds", type=float, nargs=2, default=[0.2, 0.25], metavar=("HIGH", "NEW"),
+                        help="(b): high_score and new_track_score for the model's score scale")
     parser.add_argument("--tune", action="store_true", help="sweep the One-Euro parameters on (a) instead")
     parser.add_argument("--min-cutoffs", type=float, nargs="+", default=[1.0, 2.0, 3.0, 4.0, 5.0])
     parser.add_argument("--betas", type=float, nargs="+", default=[0.0, 0.01, 0.02, 0.05, 0.1])
@@ -237,6 +239,12 @@ def main() -> None:
     conditions = [tuple(float(v) for v in c.split(":")) for c in args.conditions.split(",")]
     if args.input == "model":
         from erpose import ERPose
+
+        high, new = args.model_thresholds
+        tuned = replace(base, high_score=high, new_track_score=new, low_score=args.conf)
+        variants = {"pose, default thresholds": replace(base, low_score=args.conf),
+                    f"pose, high {high:g} / new {new:g}": tuned,
+                    f"box, high {high:g} / new {new:g}": replace(tuned, association="box")}
 
         model = ERPose(args.weights)
         inputs = {}
