@@ -8,7 +8,8 @@ Two settings on the same sequences:
     mostly hidden), 15 % of people with a low score and about 0.1 false people per frame. This
     isolates the tracker.
 (b) ``--input model --weights W``: a trained model's own detections on the rendered videos (read
-    back from the mp4 files), then tracked.
+    back from the mp4 files; saved next to them as ``<seq>.dets-<weights>-<imgsz>-<conf>.npz``
+    and reused, so other tracker settings need no second model run), then tracked.
 
 For each: pose vs box association (same Kalman motion and life cycle), keypoint MOTA, IDF1,
 id switches per 100 ground-truth tracks, and jitter (px/frame^2 above the ground truth's) and lag
@@ -124,14 +125,25 @@ def simulate_detections(rng: np.random.Generator, seq: Sequence, noise: float, d
     return Detections(scores, keypoints, person)
 
 
-def model_detections(model, seq: Sequence, imgsz: int, conf: float) -> Detections:
-    """Setting (b): the model's people on the rendered video (the true id of each is unknown: -1)."""
-    results = model.predict(str(seq.video), imgsz=imgsz, conf=conf)
-    if len(results) != len(seq.frames):
-        raise ValueError(f"{seq.video}: {len(results)} frames decoded, {len(seq.frames)} labelled")
-    return Detections([r.scores.astype(np.float64) for r in results],
-                      [r.keypoints.data.astype(np.float64) for r in results],
-                      [np.full(len(r.scores), -1) for r in results])
+def model_detections(model, seq: Sequence, imgsz: int, conf: float, cache: Path | None = None) -> Detections:
+    """Setting (b): the model's people on the rendered video (the true id of each is unknown: -1).
+
+    With ``cache``, the detections are saved there (npz) and read back on the next run.
+    """
+    if cache is not None and cache.is_file():
+        with np.load(cache) as z:
+            splits = np.cumsum(z["counts"])[:-1]
+            scores, keypoints = np.split(z["scores"], splits), np.split(z["keypoints"], splits)
+    else:
+        results = model.predict(str(seq.video), imgsz=imgsz, conf=conf)
+        scores = [r.scores.astype(np.float64) for r in results]
+        keypoints = [r.keypoints.data.astype(np.float64).reshape(-1, 17, 3) for r in results]
+        if cache is not None:
+            np.savez(cache, counts=np.array([len(x) for x in scores]), scores=np.concatenate(scores),
+                     keypoints=np.concatenate(keypoints))
+    if len(scores) != len(seq.frames):
+        raise ValueError(f"{seq.video}: {len(scores)} frames decoded, {len(seq.frames)} labelled")
+    return Detections(list(scores), list(keypoints), [np.full(len(x), -1) for x in scores])
 
 
 def assign_people(seq: Sequence, dets: Detections) -> Detections:
@@ -250,8 +262,11 @@ def main() -> None:
         inputs = {}
         for preset, seqs in data.items():
             start = time.perf_counter()
-            inputs[(preset, "model")] = [assign_people(s, model_detections(model, s, args.imgsz, args.conf))
-                                         for s in seqs]
+            tag = f"{Path(args.weights).stem}-{args.imgsz}-{args.conf:g}"
+            inputs[(preset, "model")] = [
+                assign_people(s, model_detections(model, s, args.imgsz, args.conf,
+                                                  s.video.with_name(f"{s.name}.dets-{tag}.npz")))
+                for s in seqs]
             frames = sum(len(s.frames) for s in seqs)
             print(f"{preset}: model on {frames} frames in {time.perf_counter() - start:.0f} s", flush=True)
     else:

@@ -21,10 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a named preset: sets train/val/imgsz/preset/seed/stature/max-people (explicit flags still win)")
     parser.add_argument("--train", type=int, default=None, help="training images (default 2000)")
     parser.add_argument("--val", type=int, default=None, help="validation images (default 500)")
-    parser.add_argument("--imgsz", type=int, default=None, help="square image side in px (default 320, >= 64)")
+    parser.add_argument("--imgsz", type=int, default=None, help="square image side in px (default 320, >= 64; --video: 256)")
     parser.add_argument("--seed", type=int, default=None, help="base seed (default 0)")
     parser.add_argument("--preset", default=None, metavar="{" + ",".join(DENSITIES) + "}",
-                        help="scene density (default mixed)")
+                        help="scene density (default mixed; --video: sparse or crowd, default sparse)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="rendering processes; the output does not depend on it")
     parser.add_argument("--skeleton", default=None, choices=["coco17", "crowdpose14"], help="default coco17")
