@@ -6,12 +6,14 @@ or, without it, from the ground truth with noise and dropped people (setting (a)
 ``eval_track_synth.py``).
 
     python benchmarks/render_track_strip.py --out docs/images/track_synth_crowd.jpg
-    python benchmarks/render_track_strip.py --weights best.pt --imgsz 256 --out strip.jpg
+    python benchmarks/render_track_strip.py --preset sparse --weights best.pt --imgsz 192 --thresholds 0.2 0.25 \
+        --out docs/images/track_synth_model.jpg
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -36,6 +38,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.5, help="upscale before drawing")
     parser.add_argument("--weights")
     parser.add_argument("--imgsz", type=int, default=256)
+    parser.add_argument("--thresholds", type=float, nargs=2, default=None, metavar=("HIGH", "NEW"),
+                        help="high_score and new_track_score (default: TrackerConfig's)")
     args = parser.parse_args()
 
     video = render_video(VideoConfig(frames=max(args.frames) + 1, imgsz=args.size, preset=args.preset,
@@ -51,7 +55,10 @@ def main() -> None:
                        video.present.shape[1], video.fps, args.size)
         dets = simulate_detections(np.random.default_rng(args.seed), seq, noise=0.01, drop=0.05)
         scores, keypoints = dets.scores, dets.keypoints
-    tracker = PoseTracker(COCO17.sigmas_array(), TrackerConfig())
+    config = TrackerConfig()
+    if args.thresholds:
+        config = replace(config, high_score=args.thresholds[0], new_track_score=args.thresholds[1])
+    tracker = PoseTracker(COCO17.sigmas_array(), config)
     tiles = []
     for t, (s, k) in enumerate(zip(scores, keypoints)):
         tracked = tracker.update(s, k, dt=1.0 / video.fps)
