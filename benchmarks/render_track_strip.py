@@ -34,7 +34,8 @@ def main() -> None:
     parser.add_argument("--index", type=int, default=0, help="sequence index")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--clutter", type=float, default=0.0)
-    parser.add_argument("--frames", type=int, nargs="+", default=[20, 50, 80, 110])
+    parser.add_argument("--frames", type=int, nargs="+", default=[20, 50, 80, 110], help="frames drawn")
+    parser.add_argument("--length", type=int, default=150, help="frames in the sequence")
     parser.add_argument("--scale", type=float, default=1.5, help="upscale before drawing")
     parser.add_argument("--weights")
     parser.add_argument("--imgsz", type=int, default=256)
@@ -42,7 +43,8 @@ def main() -> None:
                         help="high_score and new_track_score (default: TrackerConfig's)")
     args = parser.parse_args()
 
-    video = render_video(VideoConfig(frames=max(args.frames) + 1, imgsz=args.size, preset=args.preset,
+    # The sequence of eval_track_synth.py's --data (same length, size, clutter, shake and seed).
+    video = render_video(VideoConfig(frames=max(args.length, max(args.frames) + 1), imgsz=args.size, preset=args.preset,
                                      seed=args.seed, clutter=args.clutter, shake=1.0), args.index)
     if args.weights:
         from erpose import ERPose
