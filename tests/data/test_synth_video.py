@@ -35,6 +35,14 @@ def test_same_seed_same_frames_and_labels_other_seed_or_index_differs(sparse):
     assert not np.array_equal(other_index.frames, sparse.frames)
 
 
+def test_streamed_frames_equal_the_kept_ones(sparse):
+    got = []
+    streamed = render_video(SPARSE, on_frame=got.append)
+    assert streamed.frames.shape[0] == 0 and np.array_equal(np.stack(got), sparse.frames)
+    assert np.array_equal(streamed.keypoints, sparse.keypoints)
+    assert streamed.to_posetrack("a.mp4") == sparse.to_posetrack("a.mp4")
+
+
 def test_shapes_and_people_enter_leave_and_stay_one_body(sparse):
     f, p, k = sparse.keypoints.shape[:3]
     assert (f, k) == (40, 17) and sparse.frames.shape == (40, 96, 96, 3) and p == 5

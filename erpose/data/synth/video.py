@@ -21,6 +21,7 @@ import errno
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -168,7 +169,7 @@ class SynthVideo:
     def to_posetrack(self, file_name: str, first_image_id: int = 0, first_annotation_id: int = 0) -> dict:
         """The labels as a PoseTrack18-style document (one image per frame, ``track_id`` per person)."""
         skeleton = get_skeleton(self.config.skeleton)
-        num_frames, size = self.frames.shape[0], self.frames.shape[1]
+        num_frames, size = self.keypoints.shape[0], self.config.imgsz
         vid = Path(file_name).stem
         images, annotations = [], []
         for t in range(num_frames):
@@ -281,12 +282,16 @@ def _shake(rng: np.random.Generator, frames: int, std: float) -> np.ndarray:
     return np.rint(np.clip(offset, -3 * std, 3 * std)).astype(int)
 
 
-def render_video(config: VideoConfig, index: int = 0) -> SynthVideo:
+def render_video(config: VideoConfig, index: int = 0,
+                 on_frame: Callable[[np.ndarray], None] | None = None) -> SynthVideo:
     """Render sequence ``index`` of ``config`` (frames and labels in memory).
 
     Args:
         config: the settings.
         index: the sequence number (its seed is ``SeedSequence([config.seed, index])``).
+        on_frame: when given, each finished (S, S, 3) frame is handed to it in order and not
+            kept (``frames`` of the result is then empty): a long or large video never sits
+            in memory.
 
     Returns:
         :class:`SynthVideo`.
@@ -308,7 +313,7 @@ def render_video(config: VideoConfig, index: int = 0) -> SynthVideo:
     lut, amp = body["palettes"]
     out_joints = np.asarray(SKELETON_JOINTS[config.skeleton])
     k = len(out_joints)
-    images = np.zeros((frames, size, size, 3), np.uint8)
+    images = np.zeros((0 if on_frame else frames, size, size, 3), np.uint8)
     keypoints = np.zeros((frames, n, k, 3), np.float32)
     true_xy = np.full((frames, n, k, 2), np.nan, np.float32)
     present = np.zeros((frames, n), bool)
@@ -351,7 +356,11 @@ def render_video(config: VideoConfig, index: int = 0) -> SynthVideo:
             for j, prop in enumerate(props):
                 _draw_prop(img, owner, tex[j % 3], prop)
         frame = img[corner[1]:corner[1] + size, corner[0]:corner[0] + size]
-        images[t] = _finish_frame(noise_rng, frame, gain, bias, noise_sigma, blur)
+        finished = _finish_frame(noise_rng, frame, gain, bias, noise_sigma, blur)
+        if on_frame is None:
+            images[t] = finished
+        else:
+            on_frame(finished)
     stature = np.where(cast.alive, cast.stature, np.nan).astype(np.float32)
     return SynthVideo(images, keypoints, true_xy, present, boxes, areas, stature, config.fps, config, index)
 
@@ -365,26 +374,30 @@ def _finish_frame(rng: np.random.Generator, img: np.ndarray, gain: float, bias: 
     return cv2.GaussianBlur(out, (3, 3), 0) if blur else out
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
-    """Write (F, H, W, 3) uint8 BGR frames as an mp4 (mp4v) at ``path``, atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
-    height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
-    if not writer.isOpened():
-        tmp.unlink(missing_ok=True)
-        raise OSError(errno.EIO, "OpenCV cannot open an mp4 (mp4v) writer there", str(path))
-    try:
-        for frame in frames:
-            writer.write(np.ascontiguousarray(frame))
-    finally:
-        writer.release()
-    try:
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise target_error(exc, path) from exc
-    return path
+class _VideoFile:
+    """An mp4 (mp4v) written to a temporary name next to ``path`` and renamed into place on success."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
+        if not self.writer.isOpened():
+            self.tmp.unlink(missing_ok=True)
+            raise OSError(errno.EIO, "OpenCV cannot open an mp4 (mp4v) writer there", str(path))
+
+    def write(self, frame: np.ndarray) -> None:
+        self.writer.write(np.ascontiguousarray(frame))
+
+    def close(self, keep: bool) -> None:
+        self.writer.release()
+        if not keep:
+            self.tmp.unlink(missing_ok=True)
+            return
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise target_error(exc, self.path) from exc
 
 
 def generate_video(out_dir: str | os.PathLike, *, sequences: int = 1, config: VideoConfig | None = None,
@@ -417,9 +430,14 @@ def generate_video(out_dir: str | os.PathLike, *, sequences: int = 1, config: Vi
 
         indices = tqdm(indices, desc="synth video", unit="seq")
     for index in indices:
-        video = render_video(config, index)
         stem = f"{index:06d}"
-        write_video(out / f"{stem}.mp4", video.frames, video.fps)
+        file = _VideoFile(out / f"{stem}.mp4", config.fps, (config.imgsz, config.imgsz))
+        ok = False
+        try:
+            video = render_video(config, index, on_frame=file.write)  # frames go to the file, not to memory
+            ok = True
+        finally:
+            file.close(ok)
         doc = video.to_posetrack(f"{stem}.mp4", first_image_id=index * 1_000_000)
         written.append(atomic_write_text(out / f"{stem}.json", json.dumps(doc, separators=(",", ":"))))
     return written
