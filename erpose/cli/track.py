@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
                        help="One-Euro smoothing of the drawn and saved keypoints (default: on)")
     group.add_argument("--min-cutoff", type=float, default=smooth.min_cutoff, help="One-Euro cutoff at rest, Hz")
-    group.add_argument("--beta", type=float, default=smooth.beta, help="One-Euro cutoff increase per px/s")
+    group.add_argument("--beta", type=float, default=smooth.beta, help="One-Euro cutoff increase per person height/s")
     parser.add_argument("--save", action=argparse.BooleanOptionalAction, default=True,
                         help="save the drawn video (or images) (default: on)")
     parser.add_argument("--save-json", action=argparse.BooleanOptionalAction, default=True,

@@ -11,32 +11,44 @@ ASSOCIATIONS = ("pose", "box")
 MOTIONS = ("velocity", "kalman", "static")
 
 
+#: What a One-Euro filter does with a low-confidence sample.
+LOW_CONF = ("coast", "hold")
+
+
 @dataclass(frozen=True)
 class OneEuroConfig:
     """One-Euro filter (Casiez et al., CHI 2012) on each keypoint coordinate of each track.
 
-    The cutoff frequency adapts to the speed: ``fc = min_cutoff + beta * |dx/dt|``, so a still
-    keypoint is smoothed hard (little jitter) and a fast one lightly (little lag).
+    The cutoff frequency adapts to the speed: ``fc = min_cutoff + beta * |dx/dt| / scale``, so a
+    still keypoint is smoothed hard (little jitter) and a fast one lightly (little lag). In the
+    tracker ``scale`` is the person's height (keypoint box), so ``beta`` is per height/second and
+    one setting fits near and far people and every resolution. The defaults were tuned on
+    SynthCrowd videos (``benchmarks/eval_track_synth.py --tune``, docs/track.md).
 
     Attributes:
         enabled: smooth at all; the raw keypoints are always kept alongside.
         min_cutoff: cutoff in Hz at zero speed. Lower = smoother at rest, more lag. 1.0 Hz at 30 fps
             weighs a new sample by 0.17 when the keypoint is still.
-        beta: cutoff increase per pixel/second of speed. 0.02 lifts the cutoff to 5 Hz at
-            200 px/s (a walking person at 720p), where the lag is about one frame.
+        beta: cutoff increase per person height/second of keypoint speed (per pixel/second when
+            ``one_euro_step`` is called without a scale). 6.0 lifts the cutoff to 5.5 Hz for a
+            keypoint moving at 0.75 heights/s (a walking person's body), where an exponential
+            filter trails by about 0.9 frames at 30 fps.
         d_cutoff: cutoff in Hz of the speed estimate itself (the paper's default, 1 Hz).
         fps: frames per second, for the time step ``1 / fps``; a video source's own rate is used
             where known.
-        conf_threshold: a keypoint whose confidence is below this does not update its filter (the
-            filtered value holds): an occluded, low-confidence guess cannot drag a good estimate.
+        conf_threshold: a keypoint whose confidence is below this does not update its filter: an
+            occluded, low-confidence guess cannot drag a good estimate.
+        low_conf: what such a keypoint's filtered value does: ``"coast"`` moves on at its filtered
+            speed (a walker's hidden wrist keeps walking), ``"hold"`` stays put (it falls behind).
     """
 
     enabled: bool = True
     min_cutoff: float = 1.0
-    beta: float = 0.02
+    beta: float = 6.0
     d_cutoff: float = 1.0
     fps: float = 30.0
     conf_threshold: float = 0.3
+    low_conf: str = "coast"
 
     def __post_init__(self) -> None:
         for name in ("min_cutoff", "d_cutoff", "fps"):
@@ -44,6 +56,8 @@ class OneEuroConfig:
                 raise ValueError(f"OneEuroConfig.{name} must be > 0, got {getattr(self, name)}")
         if self.beta < 0:
             raise ValueError(f"OneEuroConfig.beta must be >= 0, got {self.beta}")
+        if self.low_conf not in LOW_CONF:
+            raise ValueError(f"OneEuroConfig.low_conf must be one of {list(LOW_CONF)}, got {self.low_conf!r}")
 
 
 @dataclass(frozen=True)

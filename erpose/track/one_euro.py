@@ -47,7 +47,8 @@ def smoothing_factor(cutoff: np.ndarray | float, dt: float) -> np.ndarray:
 
 
 def one_euro_step(
-    state: OneEuroState, xy: np.ndarray, conf: np.ndarray, config: OneEuroConfig, dt: float | None = None
+    state: OneEuroState, xy: np.ndarray, conf: np.ndarray, config: OneEuroConfig, dt: float | None = None,
+    scale: np.ndarray | float = 1.0,
 ) -> OneEuroState:
     """Filter one new sample per coordinate; returns the new state (``state`` is not modified).
 
@@ -59,6 +60,9 @@ def one_euro_step(
         config: cutoffs and beta.
         dt: seconds since the previous sample; ``1 / config.fps`` when None. An array broadcastable
             to ``conf`` gives each coordinate its own step (a track matched again after a gap).
+        scale: the unit of speed for ``beta``, pixels, broadcastable to ``conf`` (1: ``beta`` is
+            per px/s; the tracker passes each person's height, so ``beta`` is per height/s and
+            one setting fits near and far people and any resolution).
 
     Returns:
         The new :class:`OneEuroState`; its ``value`` is the filtered (..., 2) positions.
@@ -71,23 +75,28 @@ def one_euro_step(
     raw_speed = (xy - state.value) / dt_xy
     a_d = smoothing_factor(config.d_cutoff, dt_xy)
     speed = state.speed + a_d * (raw_speed - state.speed)
-    cutoff = config.min_cutoff + config.beta * np.linalg.norm(speed, axis=-1)
+    cutoff = config.min_cutoff + config.beta * np.linalg.norm(speed, axis=-1) / scale
     a = smoothing_factor(cutoff, dt)[..., None]
     value = state.value + a * (xy - state.value)
     first = good & ~state.ready  # first confident sample: taken as is, speed 0
-    new_value = np.where(update[..., None], value, np.where(first[..., None], xy, state.value))
+    kept = state.value + state.speed * dt_xy if config.low_conf == "coast" else state.value
+    new_value = np.where(update[..., None], value, np.where(first[..., None], xy, kept))
     # Never seen confidently: show the raw guess rather than a zero.
     new_value = np.where((~good & ~state.ready)[..., None], xy, new_value)
     new_speed = np.where(update[..., None], speed, np.where(first[..., None], 0.0, state.speed))
     return OneEuroState(new_value, new_speed, state.ready | good)
 
 
-def one_euro_filter(xy: np.ndarray, conf: np.ndarray, config: OneEuroConfig) -> np.ndarray:
-    """Filter whole sequences offline: (F, ..., 2) positions and (F, ...) confidences -> (F, ..., 2)."""
+def one_euro_filter(xy: np.ndarray, conf: np.ndarray, config: OneEuroConfig,
+                    scale: np.ndarray | float = 1.0) -> np.ndarray:
+    """Filter whole sequences offline: (F, ..., 2) positions and (F, ...) confidences -> (F, ..., 2).
+
+    ``scale``: the unit of speed for ``beta`` (see :func:`one_euro_step`), broadcastable to (...).
+    """
     xy = np.asarray(xy, dtype=np.float64)
     state = OneEuroState.empty(xy.shape[1:-1])
     out = np.empty_like(xy)
     for frame in range(len(xy)):  # the filter is recursive in time; every other axis is vectorised
-        state = one_euro_step(state, xy[frame], conf[frame], config)
+        state = one_euro_step(state, xy[frame], conf[frame], config, scale=scale)
         out[frame] = state.value
     return out

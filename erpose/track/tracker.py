@@ -206,8 +206,9 @@ class PoseTracker:
         gap = (tracks.misses[index] + 1).astype(np.float64)  # frames since the last match
         both = seen & tracks.seen[index]
         velocity = tracks.velocity[index]
+        heights = self._heights(predicted, tracks.seen[index])[:, None]
         if cfg.motion == "kalman":
-            sigma_z = cfg.kalman_measurement * self._heights(predicted, tracks.seen[index])[:, None]
+            sigma_z = cfg.kalman_measurement * heights
             observed, velocity, tracks.cov[index] = kalman_update(
                 predicted, velocity, tracks.cov[index], dets[..., :2], both, sigma_z)
             # A keypoint seen for the first time starts at its detection.
@@ -227,7 +228,7 @@ class PoseTracker:
             return tracks
         step_dt = (1.0 / cfg.smoothing.fps if dt is None else dt) * gap[:, None]
         state = one_euro_step(OneEuroState(tracks.filtered[index], tracks.speed[index], tracks.ready[index]),
-                              dets[..., :2], dets[..., 2], cfg.smoothing, step_dt)
+                              dets[..., :2], dets[..., 2], cfg.smoothing, step_dt, heights)
         tracks.filtered[index], tracks.speed[index], tracks.ready[index] = state.value, state.speed, state.ready
         return tracks
 

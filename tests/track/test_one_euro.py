@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -50,6 +52,35 @@ def test_low_confidence_sample_does_not_drag_the_estimate():
     np.testing.assert_array_equal(held.speed, state.speed)
 
 
+def test_low_confidence_sample_coasts_on_the_filtered_speed_or_holds():
+    dt = 1 / 30
+    xy = np.stack([np.arange(20.0) * 3.0, np.zeros(20)], -1)[:, None]  # 90 px/s to the right
+    conf = np.ones((20, 1))
+    coast = OneEuroConfig(conf_threshold=0.5, low_conf="coast")
+    state = OneEuroState.empty((1,))
+    for t in range(20):
+        state = one_euro_step(state, xy[t], conf[t], coast)
+    # A hidden, badly guessed sample: coasting moves on by speed x dt, ignoring the guess.
+    after = one_euro_step(state, np.array([[-500.0, 300.0]]), np.array([0.1]), coast)
+    np.testing.assert_allclose(after.value, state.value + state.speed * dt)
+    assert after.value[0, 0] - state.value[0, 0] == pytest.approx(3.0, rel=0.2)
+    held = one_euro_step(state, np.array([[-500.0, 300.0]]), np.array([0.1]), replace(coast, low_conf="hold"))
+    np.testing.assert_array_equal(held.value, state.value)
+    np.testing.assert_array_equal(after.speed, state.speed)
+
+
+def test_scale_makes_beta_resolution_free():
+    rng = np.random.default_rng(3)
+    xy = np.cumsum(rng.normal(0, 2, (40, 5, 2)), axis=0)
+    conf = np.ones((40, 5))
+    cfg = OneEuroConfig(beta=4.0)
+    small = one_euro_filter(xy, conf, cfg, scale=100.0)
+    large = one_euro_filter(4 * xy, conf, cfg, scale=400.0)  # the same motion at 4x the resolution
+    np.testing.assert_allclose(large, 4 * small, rtol=1e-9, atol=1e-9)
+    # Without the scale, beta in px/s smooths the large copy less: different shapes.
+    assert not np.allclose(one_euro_filter(4 * xy, conf, cfg), 4 * one_euro_filter(xy, conf, cfg))
+
+
 def test_never_confident_keypoint_shows_raw_until_first_confident_sample():
     cfg = OneEuroConfig(conf_threshold=0.5)
     state = one_euro_step(OneEuroState.empty((1,)), np.array([[4.0, 4.0]]), np.array([0.1]), cfg)
@@ -73,7 +104,7 @@ def test_vectorised_equals_one_coordinate_at_a_time():
 def test_smoothing_reduces_noise_on_a_still_point():
     rng = np.random.default_rng(1)
     xy = 100.0 + rng.normal(0, 2.0, (200, 1, 2))
-    out = one_euro_filter(xy, np.ones((200, 1)), OneEuroConfig())
+    out = one_euro_filter(xy, np.ones((200, 1)), OneEuroConfig(), scale=100.0)  # a keypoint of a 100 px person
     assert out[50:].std() < 0.5 * xy[50:].std()
 
 

@@ -79,7 +79,7 @@ def _direction(pitch: np.ndarray, abduction: np.ndarray, side: float) -> np.ndar
     )
 
 
-def _sample_angles(rng: np.random.Generator, pose: np.ndarray) -> dict[str, np.ndarray]:
+def sample_angles(rng: np.random.Generator, pose: np.ndarray) -> dict[str, np.ndarray]:
     """Joint angles (radians) within human ranges for each pose family; arrays of shape (N,)."""
     n = pose.shape[0]
     u = lambda lo, hi: rng.uniform(lo, hi, n)  # noqa: E731  (short local sampler)
@@ -129,7 +129,7 @@ def _sample_angles(rng: np.random.Generator, pose: np.ndarray) -> dict[str, np.n
     return a
 
 
-def _sample_lengths(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+def sample_lengths(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Per-person segment lengths: the mean ratio times a log-normal factor (about +-6 %)."""
     lengths = {k: v * np.exp(rng.normal(0.0, 0.06, n)) for k, v in _MEAN_LENGTHS.items()}
     build = np.exp(rng.normal(0.0, 0.12, n))  # slim .. broad people: one factor for all limb radii
@@ -158,9 +158,29 @@ def sample_figures(rng: np.random.Generator, n: int) -> Figures:
         Figures in units of stature, the lowest sole point at y = 0.
     """
     pose = rng.choice(len(POSES), size=n, p=POSE_PROBS)
-    ln = _sample_lengths(rng, n)
-    ang = _sample_angles(rng, pose)
+    ln = sample_lengths(rng, n)
+    ang = sample_angles(rng, pose)
     yaw = rng.uniform(-np.pi, np.pi, n)
+    return pose_figures(ln, ang, yaw, pose)
+
+
+def pose_figures(ln: dict[str, np.ndarray], ang: dict[str, np.ndarray], yaw: np.ndarray,
+                 pose: np.ndarray) -> Figures:
+    """Build N figures from given segment lengths, joint angles and yaw (no randomness).
+
+    ``sample_figures`` draws these; a video animates them (a gait cycle in the angles, turns in
+    the yaw) and builds each frame's figures here.
+
+    Args:
+        ln: (N,) segment lengths and limb radii (keys of ``sample_lengths``), units of stature.
+        ang: (N,) joint angles in radians (keys of ``sample_angles``).
+        yaw: (N,) body yaw (0 = facing the camera).
+        pose: (N,) index into ``POSES`` (kept on the result).
+
+    Returns:
+        Figures in units of stature, the lowest sole point at y = 0.
+    """
+    n = yaw.shape[0]
     zero = np.zeros(n)
     ex = np.stack([np.ones(n), zero, zero], -1)
     col = lambda v: v[:, None]  # noqa: E731

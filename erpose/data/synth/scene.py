@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from erpose.data.synth import render
-from erpose.data.synth.figures import SKELETON_JOINTS, figure_extent, sample_figures
+from erpose.data.synth.figures import SKELETON_JOINTS, Figures, sample_figures
 
 if TYPE_CHECKING:
     from erpose.data.synth.paste import PasteBank
@@ -265,7 +265,7 @@ def render_scene(rng: np.random.Generator, imgsz: int, density: str = "mixed", s
         people = paste_bank.sample_people(rng, layout)
         joints_out = people.keypoints.shape[1]
     else:
-        people = _FigurePeople(rng, n, layout, tex, skeleton)
+        people = _FigurePeople.sample(rng, n, layout, tex, skeleton)
         joints_out = len(SKELETON_JOINTS[skeleton])
     kp_draw = np.zeros((n, joints_out, 2), np.float32)
     self_vis = np.zeros((n, joints_out), bool)
@@ -309,15 +309,23 @@ def _visible_boxes(owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 class _FigurePeople:
     """Drawn figures for one image: palettes, textures and per-person part drawing."""
 
-    def __init__(self, rng: np.random.Generator, n: int, layout: np.ndarray, tex: np.ndarray, skeleton: str):
-        self.fig = sample_figures(rng, n)
-        x_min, x_max, top = figure_extent(self.fig)
+    def __init__(self, fig: Figures, layout: np.ndarray, lut: np.ndarray, amp: np.ndarray, tex_id: np.ndarray,
+                 tex: np.ndarray, skeleton: str):
+        self.fig = fig
         self.layout = layout
-        self.lut, self.amp = render.person_palettes(rng, n)
-        self.tex_id = rng.integers(0, 3, n)
+        self.lut, self.amp = lut, amp
+        self.tex_id = tex_id
         self.tex = tex
         self.out_joints = np.asarray(SKELETON_JOINTS[skeleton])
-        self.labelled = np.ones((n, len(self.out_joints)), bool)
+        self.labelled = np.ones((len(layout), len(self.out_joints)), bool)
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator, n: int, layout: np.ndarray, tex: np.ndarray,
+               skeleton: str) -> _FigurePeople:
+        """N random figures with random clothes (one still image)."""
+        fig = sample_figures(rng, n)
+        lut, amp = render.person_palettes(rng, n)
+        return cls(fig, layout, lut, amp, rng.integers(0, 3, n), tex, skeleton)
 
     def draw(self, i: int, img: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Paint person i; returns its keypoints in drawing coordinates (K, 2) and self-visibility (K,)."""
