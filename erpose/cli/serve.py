@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long a batch waits for more requests")
     parser.add_argument("--queue-size", type=int, default=64, help="waiting requests before 503")
     parser.add_argument("--max-upload-mb", type=float, default=20.0)
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="skip running every batch size 1..--max-batch once before serving "
+                             "(the warm-up takes the memory those shapes need at startup)")
     parser.add_argument("--token", default=None, help="bearer token for every route but /health "
                                                       "(default: $ERPOSE_SERVE_TOKEN, else none)")
 
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         config = ServeConfig(weights=args.weights, host=args.host, port=args.port, device=args.device,
                              imgsz=args.imgsz, conf=args.conf, max_det=args.max_det, max_batch=args.max_batch,
                              batch_wait_ms=args.batch_wait_ms, queue_size=args.queue_size,
-                             max_upload_mb=args.max_upload_mb, token=args.token)
+                             max_upload_mb=args.max_upload_mb, token=args.token,
+                             warmup=not args.no_warmup)
     except ConfigError as exc:
         raise CLIError(str(exc)) from None
     exposed = "" if args.host in ("127.0.0.1", "localhost", "::1") else " (reachable from other machines)"

@@ -199,9 +199,10 @@ def create_app(backend: Any, config: ServeConfig, *, model_name: str | None = No
         if imgsz % 32:
             raise HTTPProblem(422, f"imgsz={imgsz} is not a multiple of 32")
         draw = _flag(request, "draw")
-        image = decode_upload(await image_bytes(request))
+        with batcher.arriving():  # a batch being collected may wait for this one
+            image = decode_upload(await image_bytes(request))
         key = fixed if fixed is not None else (imgsz, imgsz)
-        try:
+        try:  # nothing awaits between leaving `arriving` and joining the queue
             result = await batcher.submit(key, (image, conf, max_det))
         except QueueFullError:
             raise HTTPProblem(503, "server busy: the request queue is full, retry later") from None
@@ -249,6 +250,10 @@ def create_app(backend: Any, config: ServeConfig, *, model_name: str | None = No
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         await batcher.start()
+        if config.warmup:  # every batch shape once, before the port accepts requests
+            size = fixed if fixed is not None else (config.imgsz, config.imgsz)
+            blank = np.zeros((*size, 3), np.uint8)
+            await batcher.warm_up(size, (blank, config.conf, config.max_det))
         try:
             yield
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+import time
 import warnings
 
 import cv2
@@ -135,10 +136,10 @@ def test_token_protects_every_route_but_health():
         assert client.get("/?token=s3cret").status_code == 200
 
 
-def test_requests_arriving_together_share_one_model_call():
+def test_requests_queued_while_the_model_runs_share_the_next_call():
     backend = DotBackend()
     backend.gate = threading.Event()
-    app = create_app(backend, ServeConfig(imgsz=64, max_batch=8, batch_wait_ms=200))
+    app = create_app(backend, ServeConfig(imgsz=64, max_batch=8, warmup=False))
     with TestClient(app) as client:
         results: list[int] = []
 
@@ -148,12 +149,79 @@ def test_requests_arriving_together_share_one_model_call():
         threads = [threading.Thread(target=send) for _ in range(5)]
         for t in threads:
             t.start()
+        deadline = time.monotonic() + 10
+        while app.state.batcher.depth < 4 and time.monotonic() < deadline:  # one in the model, 4 queued
+            time.sleep(0.01)
         backend.gate.set()
         for t in threads:
             t.join(10)
         assert results == [200] * 5
-        assert sum(backend.calls) == 5 and len(backend.calls) < 5  # batched
+        assert backend.calls == [1, 4]  # the four that waited went in one call
         assert "erpose_batched_images_total 5" in client.get("/metrics").text
+
+
+def test_startup_warm_up_runs_every_batch_size_once():
+    backend = DotBackend()
+    with TestClient(create_app(backend, ServeConfig(imgsz=64, max_batch=4))):
+        assert backend.calls == [1, 2, 3, 4]
+    cold = DotBackend()
+    with TestClient(create_app(cold, ServeConfig(imgsz=64, max_batch=4, warmup=False))):
+        assert cold.calls == []
+
+
+def _batcher_calls(wait_s: float, scenario) -> tuple[list[int], float]:
+    """Run ``scenario(batcher)`` against a batcher that records its batch sizes; (sizes, seconds)."""
+    calls: list[int] = []
+
+    def record(key, payloads):
+        calls.append(len(payloads))
+        return payloads
+
+    async def main():
+        batcher = MicroBatcher(record, max_batch=8, wait_s=wait_s, queue_size=8)
+        await batcher.start()
+        started = time.perf_counter()
+        try:
+            await scenario(batcher)
+        finally:
+            await batcher.stop()
+        return time.perf_counter() - started
+
+    seconds = asyncio.run(main())
+    return calls, seconds
+
+
+def test_a_lone_request_does_not_wait_for_the_batch_window():
+    async def lone(batcher):
+        assert await batcher.submit("k", 1) == 1
+
+    calls, seconds = _batcher_calls(5.0, lone)
+    assert calls == [1] and seconds < 1.0  # not the 5 s window: nobody else was on the way
+
+
+def test_a_batch_waits_for_announced_requests_within_the_window():
+    async def two(batcher):
+        async def announced():
+            with batcher.arriving():
+                await asyncio.sleep(0.2)  # still uploading when the first job is collected
+            return await batcher.submit("k", 2)
+
+        second = asyncio.create_task(announced())
+        await asyncio.sleep(0.05)
+        assert batcher.arriving_count == 1
+        assert await batcher.submit("k", 1) == 1
+        assert await second == 2
+        assert batcher.arriving_count == 0
+
+    calls, _ = _batcher_calls(5.0, two)
+    assert calls == [2]
+
+    async def never(batcher):  # an announced request that fails before submitting: bounded wait
+        with batcher.arriving():
+            assert await batcher.submit("k", 1) == 1
+
+    calls, seconds = _batcher_calls(0.3, never)
+    assert calls == [1] and 0.3 <= seconds < 3.0
 
 
 def test_full_queue_answers_503():
