@@ -33,10 +33,12 @@ class DotBackend:
 
     def __init__(self, delay: float = 0.0) -> None:
         self.calls: list[int] = []
+        self.entered: list[int] = []  # batch sizes as calls start (before the gate)
         self.delay = delay
         self.gate: threading.Event | None = None
 
     def predict(self, images: np.ndarray, conf: float, max_det: int) -> list[np.ndarray]:
+        self.entered.append(len(images))
         if self.gate is not None:
             self.gate.wait(5)
         self.calls.append(len(images))
@@ -106,6 +108,8 @@ def test_bad_uploads(client):
     for response in (text, corrupt, truncated, big, no_file):  # nothing about the server leaks
         assert "/" not in response.json()["error"].replace("JPEG, PNG", "").replace("true/false", "")
     assert client.get("/health").status_code == 200  # still serving
+    batcher = client.app.state.batcher  # failed uploads leave nothing announced or queued behind
+    assert batcher.arriving_count == 0 and batcher.depth == 0
 
 
 def test_health_metrics_and_demo_page(client):
@@ -150,13 +154,15 @@ def test_requests_queued_while_the_model_runs_share_the_next_call():
         for t in threads:
             t.start()
         deadline = time.monotonic() + 10
-        while app.state.batcher.depth < 4 and time.monotonic() < deadline:  # one in the model, 4 queued
+        while time.monotonic() < deadline:  # the first call holds the model, the rest queue behind it
+            if backend.entered and backend.entered[0] + app.state.batcher.depth == 5:
+                break
             time.sleep(0.01)
         backend.gate.set()
         for t in threads:
             t.join(10)
         assert results == [200] * 5
-        assert backend.calls == [1, 4]  # the four that waited went in one call
+        assert len(backend.calls) == 2 and sum(backend.calls) == 5  # all that waited went in one call
         assert "erpose_batched_images_total 5" in client.get("/metrics").text
 
 
