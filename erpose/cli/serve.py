@@ -37,9 +37,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "(default: $ERPOSE_SERVE_TOKEN, else none)")
 
 
+#: OpenMP wait policy of the server unless the environment sets one (see docs/serve.md, "Threads").
+OMP_WAIT_POLICY = "PASSIVE"
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import os
+
+    # Before torch loads libgomp, which reads it once: idle OpenMP threads sleep instead of spinning.
+    # A spinning team collapses whenever anything else wants the CPU (the event loop parsing the
+    # next upload, other processes): measured 10x slower per request on a shared 2-core machine.
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
 
     from erpose.config import ConfigError, to_dict
     from erpose.serve.config import ServeConfig

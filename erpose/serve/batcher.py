@@ -29,6 +29,11 @@ class _Job:
     future: asyncio.Future = field(repr=False)
 
 
+def model_thread() -> concurrent.futures.ThreadPoolExecutor:
+    """The one thread a served model runs in: load it there too (see :class:`MicroBatcher`)."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="erpose-model")
+
+
 class MicroBatcher:
     """Collect jobs into batches and run ``run_batch(key, payloads) -> results`` in one worker thread.
 
@@ -38,10 +43,18 @@ class MicroBatcher:
         max_batch: payloads per call at most.
         wait_s: how long a batch waits, at most, for jobs announced by :meth:`arriving`.
         queue_size: jobs waiting at most.
+        executor: the single-thread executor to run batches in (default: a new :func:`model_thread`).
+            Pass the one the model was loaded in: PyTorch's OpenMP keeps one thread team per
+            thread that runs parallel work, and once a process holds more OpenMP threads than
+            CPUs, libgomp overrides ``OMP_WAIT_POLICY`` and ``GOMP_SPINCOUNT`` with a short
+            spin (measured on 2 cores: ~1,200 sleeps and wake-ups per ER-Pose-n forward pass).
+            One thread for load, warm-up and batches keeps one team, so the wait policy in the
+            environment (``erpose serve`` sets ``PASSIVE`` unless told otherwise) is the one used.
     """
 
     def __init__(self, run_batch: Callable[[Hashable, Sequence[Any]], Sequence[Any]], max_batch: int = 8,
-                 wait_s: float = 0.01, queue_size: int = 64) -> None:
+                 wait_s: float = 0.01, queue_size: int = 64,
+                 executor: concurrent.futures.ThreadPoolExecutor | None = None) -> None:
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.wait_s = wait_s
@@ -49,7 +62,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Job] | None = None
         self._worker: asyncio.Task | None = None
         # One thread: the model is not re-entrant, and it parallelises internally.
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="erpose-model")
+        self._executor = executor if executor is not None else model_thread()
         self.on_batch: Callable[[int], None] | None = None
         self._arriving = 0
 

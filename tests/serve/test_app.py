@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
+import os
 import threading
 import time
 import warnings
@@ -175,6 +177,29 @@ def test_startup_warm_up_runs_every_batch_size_once():
         assert cold.calls == []
 
 
+def test_the_model_is_loaded_in_the_thread_that_runs_it(monkeypatch):
+    """One thread for load and batches: PyTorch's OpenMP then keeps one thread team (MicroBatcher)."""
+    from erpose.engine import predictor
+    from erpose.serve.app import app_from_config
+
+    threads: dict[str, set[int]] = {"load": set(), "predict": set()}
+
+    class RecordingBackend(DotBackend):
+        def predict(self, images, conf, max_det):
+            threads["predict"].add(threading.get_ident())
+            return super().predict(images, conf, max_det)
+
+    def load(weights, device="cpu"):
+        threads["load"].add(threading.get_ident())
+        return RecordingBackend()
+
+    monkeypatch.setattr(predictor, "load_backend", load)
+    with TestClient(app_from_config(ServeConfig(weights="dots.pt", imgsz=64, max_batch=2))) as client:
+        assert client.post("/v1/predict", content=_png()).status_code == 200
+    assert len(threads["load"]) == 1 and threads["predict"] == threads["load"]
+    assert threading.get_ident() not in threads["load"]  # not this (the event loop's) thread
+
+
 def _batcher_calls(wait_s: float, scenario) -> tuple[list[int], float]:
     """Run ``scenario(batcher)`` against a batcher that records its batch sizes; (sizes, seconds)."""
     calls: list[int] = []
@@ -260,3 +285,23 @@ def test_decode_upload_kinds():
     with pytest.raises(HTTPProblem) as info:
         decode_upload(io.BytesIO(b"GIF89a....").getvalue())
     assert info.value.status == 415
+
+
+@pytest.mark.parametrize("preset,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_serve_cli_sets_a_passive_openmp_wait_policy_unless_told(monkeypatch, preset, expected):
+    uvicorn = pytest.importorskip("uvicorn")
+    from erpose.cli import serve as serve_cli
+    from erpose.serve import app as app_module
+
+    if preset is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+    served = []
+    monkeypatch.setattr(app_module, "app_from_config", lambda config: ("app", config))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append((app, kw)))
+    parser = argparse.ArgumentParser()
+    serve_cli.add_arguments(parser)
+    assert serve_cli.run(parser.parse_args(["--weights", "dots.pt", "--port", "8123"])) == 0
+    assert os.environ["OMP_WAIT_POLICY"] == expected
+    assert served and served[0][1]["host"] == "127.0.0.1" and served[0][1]["port"] == 8123
