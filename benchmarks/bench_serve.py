@@ -2,8 +2,10 @@
 
 The issue-16 protocol, in one run:
 
-1. a plain loop of single-image ``ERPose.predict`` calls in this process for ``--duration`` seconds
-   (the baseline that says what the server and its batching cost or buy), before the server starts;
+1. a plain loop of single-image ``ERPose.predict`` calls for ``--duration`` seconds, before the server
+   starts, in a fresh process twice: with the OpenMP wait policy of the environment (what a user's
+   own loop gets) and with the server's (``erpose serve`` sets ``OMP_WAIT_POLICY=PASSIVE``), so the
+   comparison separates what the server and its batching buy from what the wait policy does;
 2. ``erpose serve`` as a subprocess on a free port of 127.0.0.1 (loopback only: asserted), which
    warms up every batch size 1..``--max-batch`` before it answers ``/health``;
 3. for each of ``--clients`` (1, 4, 16) concurrent asyncio clients posting the same photo:
@@ -155,6 +157,22 @@ def plain_loop(weights: str, body: bytes, imgsz: int, duration: float, max_reque
             "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
 
 
+def plain_in_process(args: argparse.Namespace, body_path: str, policy: str | None) -> dict:
+    """:func:`plain_loop` in a fresh process with ``OMP_WAIT_POLICY=policy`` (None: as inherited)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    if policy is not None:
+        env["OMP_WAIT_POLICY"] = policy
+    load_before = os.getloadavg()[0]
+    out = subprocess.run([sys.executable, __file__, "--plain-only", body_path, "--weights", args.weights,
+                          "--imgsz", str(args.imgsz), "--duration", str(args.duration),
+                          "--max-requests", str(args.max_requests)],
+                         env=env, capture_output=True, text=True, timeout=args.duration + 600, check=True)
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    row.update(omp_wait_policy=env.get("OMP_WAIT_POLICY", "unset"),
+               load_avg=[round(load_before, 2), round(os.getloadavg()[0], 2)])
+    return row
+
+
 def start_server(args: argparse.Namespace, port: int, log) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     env.pop("ERPOSE_SERVE_TOKEN", None)
@@ -198,23 +216,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra server environment")
     p.add_argument("--skip-plain", action="store_true", help="no plain-loop baseline (quick server-only runs)")
     p.add_argument("--json", default=None, help="write the record here")
+    p.add_argument("--plain-only", default=None, metavar="JPEG", help=argparse.SUPPRESS)  # the child process
     args = p.parse_args(argv)
+    if args.plain_only:
+        body = Path(args.plain_only).read_bytes()
+        print(json.dumps(plain_loop(args.weights, body, args.imgsz, args.duration, args.max_requests)))
+        return 0
     assert ipaddress.ip_address(HOST).is_loopback  # the load never leaves this machine
     import httpx
-    import torch
 
-    torch.set_num_threads(args.threads)
     body = photo()
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown CPU")
     report: dict = {"cpu": cpu, "cores": os.cpu_count(), "weights": args.weights, "imgsz": args.imgsz,
                     "duration_s": args.duration, "max_batch": args.max_batch, "batch_wait_ms": args.batch_wait_ms,
                     "threads": args.threads, "server_env": args.env, "photo_bytes": len(body)}
+    server_policy = next((item.split("=", 1)[1] for item in args.env if item.startswith("OMP_WAIT_POLICY=")),
+                         os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    report["server_omp_wait_policy"] = server_policy
     if not args.skip_plain:
-        load_before = os.getloadavg()[0]
-        report["plain"] = plain_loop(args.weights, body, args.imgsz, args.duration, args.max_requests)
-        report["plain"]["load_avg"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
-        print(f"plain ERPose.predict loop: {report['plain']['rps']:.2f} images/s", flush=True)
+        with tempfile.NamedTemporaryFile(suffix=".jpg") as jpeg:
+            jpeg.write(body)
+            jpeg.flush()
+            report["plain"] = plain_in_process(args, jpeg.name, None)
+            if report["plain"]["omp_wait_policy"] != server_policy:
+                report["plain_server_policy"] = plain_in_process(args, jpeg.name, server_policy)
+        for key in ("plain", "plain_server_policy"):
+            if key in report:
+                q = report[key]
+                print(f"plain ERPose.predict loop, OMP_WAIT_POLICY {q['omp_wait_policy']}: {q['rps']:.2f} images/s",
+                      flush=True)
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         port = sock.getsockname()[1]
@@ -258,20 +289,23 @@ def main(argv: list[str] | None = None) -> int:
     report["rows"] = rows
     report["server_log_tail"] = server_log
     plain = report.get("plain", {}).get("rps")
-    print(f"\nCPU: {cpu} ({os.cpu_count()} cores); {args.weights} at {args.imgsz}; {args.duration:g} s per level; "
-          f"server ready (warmed up) in {report['server_ready_s']} s at {report['server_rss_ready_mb']:.0f} MB RSS")
+    print(f"\nCPU: {cpu} ({os.cpu_count()} cores, {args.threads} model threads); {args.weights} at {args.imgsz}; "
+          f"{args.duration:g} s per level; server OMP_WAIT_POLICY {server_policy}, ready (warmed up) in "
+          f"{report['server_ready_s']} s at {report['server_rss_ready_mb']:.0f} MB RSS")
     print("\n| clients | requests/s | p50 ms | p99 ms | model ms/image | errors | 503 | mean batch | server RSS "
-          "before -> after (max) MB | load avg | vs plain loop |\n|---|---|---|---|---|---|---|---|---|---|---|")
+          "before -> after (max) MB | load avg | vs plain loop (first row) |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         ratio = f"{row['rps'] / plain:.2f}x" if plain else ""
         print(f"| {row['clients']} | {row['rps']:.2f} | {row['p50_ms'] or 0:.0f} | {row['p99_ms'] or 0:.0f} | "
               f"{row['model_ms_per_image'] or 0:.0f} | {row['errors']} | {row['busy_503']} | {row['mean_batch']:.2f} | "
               f"{row['rss_before_mb']:.0f} -> {row['rss_after_mb']:.0f} ({row['rss_max_mb']:.0f}) | "
               f"{row['load_avg'][0]:.1f}-{row['load_avg'][1]:.1f} | {ratio} |")
-    if plain:
-        q = report["plain"]
-        print(f"| plain `ERPose.predict` loop | {plain:.2f} | {q['p50_ms']:.0f} | {q['p99_ms']:.0f} | {q['mean_ms']:.0f} "
-              f"| | | 1 | | {q['load_avg'][0]:.1f}-{q['load_avg'][1]:.1f} | 1.00x |")
+    for key in ("plain", "plain_server_policy"):
+        if key in report:
+            q = report[key]
+            print(f"| plain `ERPose.predict` loop, OMP_WAIT_POLICY {q['omp_wait_policy']} | {q['rps']:.2f} | "
+                  f"{q['p50_ms']:.0f} | {q['p99_ms']:.0f} | {q['mean_ms']:.0f} | | | 1 | | "
+                  f"{q['load_avg'][0]:.1f}-{q['load_avg'][1]:.1f} | {q['rps'] / plain:.2f}x |")
     single = next((row for row in rows if row["clients"] == 1 and row["mean_latency_ms"]), None)
     if single:  # what serving adds to one request, measured inside the same requests (robust to load)
         extra = single["mean_latency_ms"] - single["model_ms_per_image"]
