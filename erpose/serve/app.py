@@ -138,7 +138,10 @@ def create_app(backend: Any, config: ServeConfig, *, model_name: str | None = No
         executor: the single thread the model was loaded in, to run it in (``MicroBatcher``).
     """
     metrics = ServeMetrics()
-    batcher = MicroBatcher(make_batch_runner(backend), config.max_batch, config.batch_wait_ms / 1000.0,
+    # A fixed-batch ONNX file takes one image per call, as `erpose predict` and `erpose val` run it.
+    meta = getattr(getattr(backend, "session", None), "metadata", None)
+    max_batch = 1 if meta is not None and not meta.dynamic else config.max_batch
+    batcher = MicroBatcher(make_batch_runner(backend), max_batch, config.batch_wait_ms / 1000.0,
                            config.queue_size, executor=executor)
     batcher.on_batch = metrics.record_batch
     token = config.resolved_token()
@@ -216,6 +219,7 @@ def create_app(backend: Any, config: ServeConfig, *, model_name: str | None = No
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": model_name or config.weights, "erpose": __version__,
                              "skeleton": skeleton_json, "input_size": list(fixed) if fixed else config.imgsz,
+                             "max_batch": max_batch,
                              "auth": token is not None})
 
     async def metrics_route(request: Request) -> Response:

@@ -305,3 +305,26 @@ def test_serve_cli_sets_a_passive_openmp_wait_policy_unless_told(monkeypatch, pr
     assert serve_cli.run(parser.parse_args(["--weights", "dots.pt", "--port", "8123"])) == 0
     assert os.environ["OMP_WAIT_POLICY"] == expected
     assert served and served[0][1]["host"] == "127.0.0.1" and served[0][1]["port"] == 8123
+
+
+def test_a_fixed_batch_onnx_file_is_served_one_image_per_call(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from erpose.engine.predictor import load_backend
+    from erpose.export.onnx import OnnxExportConfig, export_onnx
+    from erpose.models import build_model
+
+    path = export_onnx(build_model("erpose-n"), tmp_path / "fixed.onnx", OnnxExportConfig(imgsz=64))
+    backend = load_backend(path)
+    assert backend.session.metadata.dynamic is False
+    app = create_app(backend, ServeConfig(weights="fixed.onnx", imgsz=64, max_batch=4))
+    with TestClient(app) as client:  # the warm-up of batch sizes 1..max_batch must not break it
+        assert client.get("/health").json()["max_batch"] == 1
+        statuses: list[int] = []
+        threads = [threading.Thread(target=lambda: statuses.append(
+            client.post("/v1/predict?conf=0", content=_png(64, 64)).status_code)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert statuses == [200] * 3
