@@ -328,3 +328,20 @@ def test_a_fixed_batch_onnx_file_is_served_one_image_per_call(tmp_path):
         for t in threads:
             t.join(60)
         assert statuses == [200] * 3
+
+
+@pytest.mark.parametrize("policy,spinning", [("PASSIVE", "0"), ("passive", "0"), ("ACTIVE", None), (None, None)])
+def test_a_passive_wait_policy_stops_onnx_runtime_spinning_too(monkeypatch, policy, spinning):
+    pytest.importorskip("onnxruntime")
+    from erpose.runtime.session import session_options
+
+    if policy is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    entries = session_options(2).get_session_config_entry
+    if spinning is None:
+        with pytest.raises(RuntimeError):  # not set: ONNX Runtime's default (spinning)
+            entries("session.intra_op.allow_spinning")
+    else:
+        assert entries("session.intra_op.allow_spinning") == spinning
