@@ -30,13 +30,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long a batch waits for more requests")
     parser.add_argument("--queue-size", type=int, default=64, help="waiting requests before 503")
     parser.add_argument("--max-upload-mb", type=float, default=20.0)
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="skip running every batch size 1..--max-batch once before serving "
+                             "(the warm-up takes the memory those shapes need at startup)")
     parser.add_argument("--token", default=None, help="bearer token for every route but /health "
                                                       "(default: $ERPOSE_SERVE_TOKEN, else none)")
+
+
+#: OpenMP wait policy of the server unless the environment sets one (see docs/serve.md, "Threads").
+OMP_WAIT_POLICY = "PASSIVE"
 
 
 def run(args: argparse.Namespace) -> int:
     import json
     import os
+
+    # Before torch loads libgomp, which reads it once: idle OpenMP threads sleep instead of spinning.
+    # A spinning team collapses whenever anything else wants the CPU (the event loop parsing the
+    # next upload, other processes): measured 10x slower per request on a shared 2-core machine.
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
 
     from erpose.config import ConfigError, to_dict
     from erpose.serve.config import ServeConfig
@@ -56,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         config = ServeConfig(weights=args.weights, host=args.host, port=args.port, device=args.device,
                              imgsz=args.imgsz, conf=args.conf, max_det=args.max_det, max_batch=args.max_batch,
                              batch_wait_ms=args.batch_wait_ms, queue_size=args.queue_size,
-                             max_upload_mb=args.max_upload_mb, token=args.token)
+                             max_upload_mb=args.max_upload_mb, token=args.token,
+                             warmup=not args.no_warmup)
     except ConfigError as exc:
         raise CLIError(str(exc)) from None
     exposed = "" if args.host in ("127.0.0.1", "localhost", "::1") else " (reachable from other machines)"

@@ -10,6 +10,7 @@ contains a server path or an exception's internals.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import hmac
 import time
@@ -26,7 +27,7 @@ from starlette.routing import Route
 from erpose import __version__
 from erpose.images import ImageFileError, check_image_bytes
 from erpose.limits import MAX_DET, MAX_IMGSZ
-from erpose.serve.batcher import MicroBatcher, QueueFullError
+from erpose.serve.batcher import MicroBatcher, QueueFullError, model_thread
 from erpose.serve.config import ServeConfig
 from erpose.serve.metrics import ServeMetrics
 
@@ -126,17 +127,22 @@ def _demo_page() -> str:
     return resources.files("erpose.serve").joinpath("demo.html").read_text(encoding="utf-8")
 
 
-def create_app(backend: Any, config: ServeConfig, *, model_name: str | None = None) -> Starlette:
+def create_app(backend: Any, config: ServeConfig, *, model_name: str | None = None,
+               executor: concurrent.futures.ThreadPoolExecutor | None = None) -> Starlette:
     """The ASGI app serving ``backend`` (anything with ``predict`` and ``skeleton``, see ``PoseBackend``).
 
     Args:
         backend: the loaded model backend.
         config: limits, defaults, batching and the optional token.
         model_name: what ``/health`` reports (default: ``config.weights``).
+        executor: the single thread the model was loaded in, to run it in (``MicroBatcher``).
     """
     metrics = ServeMetrics()
-    batcher = MicroBatcher(make_batch_runner(backend), config.max_batch, config.batch_wait_ms / 1000.0,
-                           config.queue_size)
+    # A fixed-batch ONNX file takes one image per call, as `erpose predict` and `erpose val` run it.
+    meta = getattr(getattr(backend, "session", None), "metadata", None)
+    max_batch = 1 if meta is not None and not meta.dynamic else config.max_batch
+    batcher = MicroBatcher(make_batch_runner(backend), max_batch, config.batch_wait_ms / 1000.0,
+                           config.queue_size, executor=executor)
     batcher.on_batch = metrics.record_batch
     token = config.resolved_token()
     fixed = getattr(backend, "fixed_imgsz", None)  # an ONNX file exported at one size is served at it
@@ -199,9 +205,10 @@ def create_app(backend: Any, config: ServeConfig, *, model_name: str | None = No
         if imgsz % 32:
             raise HTTPProblem(422, f"imgsz={imgsz} is not a multiple of 32")
         draw = _flag(request, "draw")
-        image = decode_upload(await image_bytes(request))
+        with batcher.arriving():  # a batch being collected may wait for this one
+            image = decode_upload(await image_bytes(request))
         key = fixed if fixed is not None else (imgsz, imgsz)
-        try:
+        try:  # nothing awaits between leaving `arriving` and joining the queue
             result = await batcher.submit(key, (image, conf, max_det))
         except QueueFullError:
             raise HTTPProblem(503, "server busy: the request queue is full, retry later") from None
@@ -212,6 +219,7 @@ def create_app(backend: Any, config: ServeConfig, *, model_name: str | None = No
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": model_name or config.weights, "erpose": __version__,
                              "skeleton": skeleton_json, "input_size": list(fixed) if fixed else config.imgsz,
+                             "max_batch": max_batch,
                              "auth": token is not None})
 
     async def metrics_route(request: Request) -> Response:
@@ -249,6 +257,10 @@ def create_app(backend: Any, config: ServeConfig, *, model_name: str | None = No
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         await batcher.start()
+        if config.warmup:  # every batch shape once, before the port accepts requests
+            size = fixed if fixed is not None else (config.imgsz, config.imgsz)
+            blank = np.zeros((*size, 3), np.uint8)
+            await batcher.warm_up(size, (blank, config.conf, config.max_det))
         try:
             yield
         finally:
@@ -260,10 +272,21 @@ def create_app(backend: Any, config: ServeConfig, *, model_name: str | None = No
 
 
 def app_from_config(config: ServeConfig) -> Starlette:
-    """Load ``config.weights`` and build the app (what ``erpose serve`` runs)."""
-    from erpose.engine.predictor import load_backend
+    """Load ``config.weights`` and build the app (what ``erpose serve`` runs).
 
-    return create_app(load_backend(config.weights, device=config.device), config)
+    The model is loaded in the thread that will run it, so PyTorch keeps a single OpenMP thread
+    team, as a plain ``ERPose.predict`` loop does, and the environment's wait policy holds
+    (``MicroBatcher``'s ``executor``).
+    """
+    from erpose.engine import predictor
+
+    executor = model_thread()
+    try:
+        backend = executor.submit(predictor.load_backend, config.weights, device=config.device).result()
+    except BaseException:
+        executor.shutdown(wait=False)
+        raise
+    return create_app(backend, config, executor=executor)
 
 
 #: Environment variable through which ``erpose serve --workers N`` hands its config to each worker.

@@ -25,6 +25,8 @@ class ServeConfig:
         queue_size: requests waiting at most; beyond it the server answers 503.
         max_upload_mb: request bodies above this get 413.
         token: bearer token required on every route but ``/health`` (None: open).
+        warmup: before serving, run every batch size 1..``max_batch`` once at ``imgsz``, so the
+            memory those shapes need is taken at startup, not while serving.
     """
 
     weights: str = "erpose-n"
@@ -39,6 +41,7 @@ class ServeConfig:
     queue_size: int = 64
     max_upload_mb: float = 20.0
     token: str | None = None
+    warmup: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

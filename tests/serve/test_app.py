@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
+import os
 import threading
+import time
 import warnings
 
 import cv2
@@ -32,10 +35,12 @@ class DotBackend:
 
     def __init__(self, delay: float = 0.0) -> None:
         self.calls: list[int] = []
+        self.entered: list[int] = []  # batch sizes as calls start (before the gate)
         self.delay = delay
         self.gate: threading.Event | None = None
 
     def predict(self, images: np.ndarray, conf: float, max_det: int) -> list[np.ndarray]:
+        self.entered.append(len(images))
         if self.gate is not None:
             self.gate.wait(5)
         self.calls.append(len(images))
@@ -105,6 +110,8 @@ def test_bad_uploads(client):
     for response in (text, corrupt, truncated, big, no_file):  # nothing about the server leaks
         assert "/" not in response.json()["error"].replace("JPEG, PNG", "").replace("true/false", "")
     assert client.get("/health").status_code == 200  # still serving
+    batcher = client.app.state.batcher  # failed uploads leave nothing announced or queued behind
+    assert batcher.arriving_count == 0 and batcher.depth == 0
 
 
 def test_health_metrics_and_demo_page(client):
@@ -135,10 +142,10 @@ def test_token_protects_every_route_but_health():
         assert client.get("/?token=s3cret").status_code == 200
 
 
-def test_requests_arriving_together_share_one_model_call():
+def test_requests_queued_while_the_model_runs_share_the_next_call():
     backend = DotBackend()
     backend.gate = threading.Event()
-    app = create_app(backend, ServeConfig(imgsz=64, max_batch=8, batch_wait_ms=200))
+    app = create_app(backend, ServeConfig(imgsz=64, max_batch=8, warmup=False))
     with TestClient(app) as client:
         results: list[int] = []
 
@@ -148,12 +155,104 @@ def test_requests_arriving_together_share_one_model_call():
         threads = [threading.Thread(target=send) for _ in range(5)]
         for t in threads:
             t.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the first call holds the model, the rest queue behind it
+            if backend.entered and backend.entered[0] + app.state.batcher.depth == 5:
+                break
+            time.sleep(0.01)
         backend.gate.set()
         for t in threads:
             t.join(10)
         assert results == [200] * 5
-        assert sum(backend.calls) == 5 and len(backend.calls) < 5  # batched
+        assert len(backend.calls) == 2 and sum(backend.calls) == 5  # all that waited went in one call
         assert "erpose_batched_images_total 5" in client.get("/metrics").text
+
+
+def test_startup_warm_up_runs_every_batch_size_once():
+    backend = DotBackend()
+    with TestClient(create_app(backend, ServeConfig(imgsz=64, max_batch=4))):
+        assert backend.calls == [1, 2, 3, 4]
+    cold = DotBackend()
+    with TestClient(create_app(cold, ServeConfig(imgsz=64, max_batch=4, warmup=False))):
+        assert cold.calls == []
+
+
+def test_the_model_is_loaded_in_the_thread_that_runs_it(monkeypatch):
+    """One thread for load and batches: PyTorch's OpenMP then keeps one thread team (MicroBatcher)."""
+    from erpose.engine import predictor
+    from erpose.serve.app import app_from_config
+
+    threads: dict[str, set[int]] = {"load": set(), "predict": set()}
+
+    class RecordingBackend(DotBackend):
+        def predict(self, images, conf, max_det):
+            threads["predict"].add(threading.get_ident())
+            return super().predict(images, conf, max_det)
+
+    def load(weights, device="cpu"):
+        threads["load"].add(threading.get_ident())
+        return RecordingBackend()
+
+    monkeypatch.setattr(predictor, "load_backend", load)
+    with TestClient(app_from_config(ServeConfig(weights="dots.pt", imgsz=64, max_batch=2))) as client:
+        assert client.post("/v1/predict", content=_png()).status_code == 200
+    assert len(threads["load"]) == 1 and threads["predict"] == threads["load"]
+    assert threading.get_ident() not in threads["load"]  # not this (the event loop's) thread
+
+
+def _batcher_calls(wait_s: float, scenario) -> tuple[list[int], float]:
+    """Run ``scenario(batcher)`` against a batcher that records its batch sizes; (sizes, seconds)."""
+    calls: list[int] = []
+
+    def record(key, payloads):
+        calls.append(len(payloads))
+        return payloads
+
+    async def main():
+        batcher = MicroBatcher(record, max_batch=8, wait_s=wait_s, queue_size=8)
+        await batcher.start()
+        started = time.perf_counter()
+        try:
+            await scenario(batcher)
+        finally:
+            await batcher.stop()
+        return time.perf_counter() - started
+
+    seconds = asyncio.run(main())
+    return calls, seconds
+
+
+def test_a_lone_request_does_not_wait_for_the_batch_window():
+    async def lone(batcher):
+        assert await batcher.submit("k", 1) == 1
+
+    calls, seconds = _batcher_calls(5.0, lone)
+    assert calls == [1] and seconds < 1.0  # not the 5 s window: nobody else was on the way
+
+
+def test_a_batch_waits_for_announced_requests_within_the_window():
+    async def two(batcher):
+        async def announced():
+            with batcher.arriving():
+                await asyncio.sleep(0.2)  # still uploading when the first job is collected
+            return await batcher.submit("k", 2)
+
+        second = asyncio.create_task(announced())
+        await asyncio.sleep(0.05)
+        assert batcher.arriving_count == 1
+        assert await batcher.submit("k", 1) == 1
+        assert await second == 2
+        assert batcher.arriving_count == 0
+
+    calls, _ = _batcher_calls(5.0, two)
+    assert calls == [2]
+
+    async def never(batcher):  # an announced request that fails before submitting: bounded wait
+        with batcher.arriving():
+            assert await batcher.submit("k", 1) == 1
+
+    calls, seconds = _batcher_calls(0.3, never)
+    assert calls == [1] and 0.3 <= seconds < 3.0
 
 
 def test_full_queue_answers_503():
@@ -186,3 +285,63 @@ def test_decode_upload_kinds():
     with pytest.raises(HTTPProblem) as info:
         decode_upload(io.BytesIO(b"GIF89a....").getvalue())
     assert info.value.status == 415
+
+
+@pytest.mark.parametrize("preset,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_serve_cli_sets_a_passive_openmp_wait_policy_unless_told(monkeypatch, preset, expected):
+    uvicorn = pytest.importorskip("uvicorn")
+    from erpose.cli import serve as serve_cli
+    from erpose.serve import app as app_module
+
+    if preset is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+    served = []
+    monkeypatch.setattr(app_module, "app_from_config", lambda config: ("app", config))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append((app, kw)))
+    parser = argparse.ArgumentParser()
+    serve_cli.add_arguments(parser)
+    assert serve_cli.run(parser.parse_args(["--weights", "dots.pt", "--port", "8123"])) == 0
+    assert os.environ["OMP_WAIT_POLICY"] == expected
+    assert served and served[0][1]["host"] == "127.0.0.1" and served[0][1]["port"] == 8123
+
+
+def test_a_fixed_batch_onnx_file_is_served_one_image_per_call(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from erpose.engine.predictor import load_backend
+    from erpose.export.onnx import OnnxExportConfig, export_onnx
+    from erpose.models import build_model
+
+    path = export_onnx(build_model("erpose-n"), tmp_path / "fixed.onnx", OnnxExportConfig(imgsz=64))
+    backend = load_backend(path)
+    assert backend.session.metadata.dynamic is False
+    app = create_app(backend, ServeConfig(weights="fixed.onnx", imgsz=64, max_batch=4))
+    with TestClient(app) as client:  # the warm-up of batch sizes 1..max_batch must not break it
+        assert client.get("/health").json()["max_batch"] == 1
+        statuses: list[int] = []
+        threads = [threading.Thread(target=lambda: statuses.append(
+            client.post("/v1/predict?conf=0", content=_png(64, 64)).status_code)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert statuses == [200] * 3
+
+
+@pytest.mark.parametrize("policy,spinning", [("PASSIVE", "0"), ("passive", "0"), ("ACTIVE", None), (None, None)])
+def test_a_passive_wait_policy_stops_onnx_runtime_spinning_too(monkeypatch, policy, spinning):
+    pytest.importorskip("onnxruntime")
+    from erpose.runtime.session import session_options
+
+    if policy is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    entries = session_options(2).get_session_config_entry
+    if spinning is None:
+        with pytest.raises(RuntimeError):  # not set: ONNX Runtime's default (spinning)
+            entries("session.intra_op.allow_spinning")
+    else:
+        assert entries("session.intra_op.allow_spinning") == spinning
