@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="server processes, each with its own model")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--imgsz", type=int, default=640, help="default input size (requests may override)")
+    parser.add_argument("--max-imgsz", type=int, default=1280,
+                        help="largest imgsz a request may ask for (each new size costs memory; default 1280)")
     parser.add_argument("--conf", type=float, default=0.25, help="default person score threshold")
     parser.add_argument("--max-det", type=int, default=100)
     parser.add_argument("--max-batch", type=int, default=8, help="images per model call across clients")
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--workers must be at least 1, got {args.workers}")
     try:
         config = ServeConfig(weights=args.weights, host=args.host, port=args.port, device=args.device,
-                             imgsz=args.imgsz, conf=args.conf, max_det=args.max_det, max_batch=args.max_batch,
+                             imgsz=args.imgsz, max_imgsz=args.max_imgsz, conf=args.conf, max_det=args.max_det,
+                             max_batch=args.max_batch,
                              batch_wait_ms=args.batch_wait_ms, queue_size=args.queue_size,
                              max_upload_mb=args.max_upload_mb, token=args.token,
                              warmup=not args.no_warmup)

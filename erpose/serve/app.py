@@ -201,7 +201,7 @@ def create_app(backend: Any, config: ServeConfig, *, model_name: str | None = No
         started = time.perf_counter()
         conf = _parameter(request, "conf", float, config.conf, 0.0, 1.0)
         max_det = _parameter(request, "max_det", int, config.max_det, 1, MAX_DET)
-        imgsz = _parameter(request, "imgsz", int, config.imgsz, 32, MAX_IMGSZ)
+        imgsz = _parameter(request, "imgsz", int, config.imgsz, 32, min(config.max_imgsz, MAX_IMGSZ))
         if imgsz % 32:
             raise HTTPProblem(422, f"imgsz={imgsz} is not a multiple of 32")
         draw = _flag(request, "draw")

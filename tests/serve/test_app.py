@@ -86,6 +86,7 @@ def test_predict_raw_body_and_multipart(client):
 @pytest.mark.parametrize("query,fragment", [
     ("conf=2", "conf=2.0 is outside"), ("conf=abc", "is not a float"), ("max_det=0", "max_det=0 is outside"),
     ("imgsz=50", "not a multiple of 32"), ("imgsz=100000", "outside"), ("draw=maybe", "not true/false"),
+    ("imgsz=1312", "imgsz=1312 is outside [32, 1280]"),  # the server's own cap (ServeConfig.max_imgsz)
 ])
 def test_bad_parameters_are_422(client, query, fragment):
     response = client.post(f"/v1/predict?{query}", content=_png())
