@@ -42,7 +42,8 @@ class ERPose:
 
     @property
     def is_onnx(self) -> bool:
-        return Path(self.weights).suffix.lower() == ".onnx"
+        """An exported model (``.onnx`` or OpenVINO IR) run without torch."""
+        return hasattr(self.backend, "session")
 
     @property
     def model(self) -> Any:
