@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8-float", default="head-outputs", choices=["decode", "head-outputs"],
                         help="--int8: nodes kept float: the decoding, top-k and the head's output convolutions "
                              "(default), or the decoding and top-k only")
+    parser.add_argument("--int8-method", default=None, choices=["ort", "nncf"],
+                        help="--int8 --format onnx: ort (ONNX Runtime's quantize_static, default; fast in ONNX Runtime "
+                             "on CPU) or nncf (more accurate; for runtimes that compile QDQ graphs). "
+                             "--format openvino always uses NNCF")
     parser.add_argument("--out", default=None,
                         help="output file (default: next to the weights, .onnx), or folder for --format openvino "
                              "(default NAME_openvino/)")
@@ -72,8 +76,8 @@ def _check_openvino(args: argparse.Namespace) -> None:
 
 def _check_int8(args: argparse.Namespace) -> None:
     if not args.int8:
-        if args.calib is not None:
-            raise CLIError("--calib is for --int8 exports")
+        if args.calib is not None or args.int8_method is not None:
+            raise CLIError(f"{'--calib' if args.calib is not None else '--int8-method'} is for --int8 exports")
         return
     if args.calib is None:
         raise CLIError("--int8 needs calibration images: --calib FOLDER or --calib SYNTHCROWD_PRESET")
@@ -82,7 +86,14 @@ def _check_int8(args: argparse.Namespace) -> None:
     if args.calib_images < 1:
         raise CLIError(f"--calib-images must be positive, got {args.calib_images}")
     if args.format == "openvino":
+        if args.int8_method == "ort":
+            raise CLIError("--int8-method ort is for --format onnx; an OpenVINO IR is quantised by NNCF")
         return
+    if args.int8_method == "nncf":
+        try:
+            import nncf  # noqa: F401
+        except ImportError:
+            raise CLIError("--int8-method nncf needs NNCF: pip install nncf") from None
     try:
         import onnxruntime.quantization  # noqa: F401
     except ImportError:
@@ -138,7 +149,8 @@ def _export_int8(model, out: Path, config, name: str, args: argparse.Namespace) 
     from erpose.export.quantize import Int8Config, quantize_onnx
 
     try:
-        int8 = Int8Config(calib=args.calib, calib_images=args.calib_images, keep_float=args.int8_float)
+        int8 = Int8Config(calib=args.calib, calib_images=args.calib_images, keep_float=args.int8_float,
+                          method=args.int8_method or "ort")
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
