@@ -190,9 +190,14 @@ class OpenVinoSession:
         if not meta.dynamic_shape and tuple(images.shape[2:]) != meta.imgsz:
             raise ValueError(f"{self.path}: exported with a fixed input of {meta.imgsz}, got "
                              f"{tuple(images.shape[2:])}; letterbox to that size or re-export with --dynamic")
-        if not meta.dynamic and images.shape[0] != self.compiled.inputs[0].get_partial_shape()[0].get_length():
-            # A static IR takes its own batch only; run the images one by one (as ORT callers do).
-            return np.concatenate([self.run_raw(image[None]) for image in images])
+        if not meta.dynamic:
+            batch = self.compiled.inputs[0].get_partial_shape()[0].get_length()
+            if images.shape[0] != batch:
+                if batch != 1:
+                    raise ValueError(f"{self.path}: exported with a fixed batch of {batch}, got {images.shape[0]} "
+                                     f"images; re-export with --dynamic-batch")
+                # A static batch-1 IR runs a batch image by image.
+                return np.concatenate([self.run_raw(image[None]) for image in images])
         self.request.infer({0: images})
         return np.array(self.request.get_output_tensor(0).data, dtype=np.float32)
 
