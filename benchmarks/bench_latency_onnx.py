@@ -33,7 +33,8 @@ Usage (ER-Pose-n vs baseline-n only, or with the peers when the venv exists)::
 ``--openvino IR`` times an erpose OpenVINO IR (``erpose export --format openvino``) with the OpenVINO
 runtime (``INFERENCE_NUM_THREADS`` = ``--threads``, latency hint, f32 precision for the float parts),
 through the same pre- and post-processing; ``--peers-openvino`` adds the ultralytics files converted
-to OpenVINO (fp32) by ``openvino.convert_model``, for a same-runtime comparison.
+to OpenVINO (fp32) by ``openvino.convert_model``, for a same-runtime comparison, and
+``--peers-int8 CALIB`` YOLO11n-pose quantised by NNCF with erpose's own OpenVINO INT8 recipe.
 
 Relation to ``benchmarks/bench_latency.py`` (the model engineer's PyTorch latency script): that
 one times the PyTorch forward; this one is the deployment path (ONNX Runtime, end to end).
@@ -234,6 +235,24 @@ def _existing_openvino(paths: list[str]) -> dict[str, tuple[Path, str]]:
             for p in paths}
 
 
+def _quantise_peer(onnx_path: Path, out: Path, calib: str, calib_images: int, imgsz: int) -> Path:
+    """A peer's ONNX file as an NNCF INT8 OpenVINO IR, made as erpose makes its own (MIXED preset, the
+    nodes that reach no convolution and the last convolutions kept float)."""
+    import nncf
+    import openvino as ov
+
+    from erpose.export.openvino import _CalibrationSet, float_ops
+    from erpose.export.quantize import calibration_files
+
+    model = ov.convert_model(str(onnx_path))
+    data = _CalibrationSet(calibration_files(calib, calib_images), (imgsz, imgsz), "RGB")
+    quantized = nncf.quantize(model, nncf.Dataset(data), preset=nncf.QuantizationPreset.MIXED, subset_size=len(data),
+                              ignored_scope=nncf.IgnoredScope(names=float_ops(model), validate=False))
+    out.mkdir(parents=True, exist_ok=True)
+    ov.save_model(quantized, str(out / "model.xml"), compress_to_fp16=False)
+    return out / "model.xml"
+
+
 def _export_peers(python: str, out: Path, imgsz: int, max_det: int, yolo11_weights: str | None = None,
                   ) -> dict[str, dict]:
     env = dict(os.environ, YOLO_CONFIG_DIR=str(out / "ultralytics-config"), YOLO_OFFLINE="1")
@@ -283,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time this erpose OpenVINO IR (folder or .xml) with OpenVINO (repeatable)")
     parser.add_argument("--peers-openvino", action="store_true",
                         help="also time the ultralytics files converted to OpenVINO (fp32)")
+    parser.add_argument("--peers-int8", default=None, metavar="CALIB",
+                        help="also time YOLO11n-pose quantised to INT8 by NNCF for OpenVINO (the same recipe and "
+                             "float split as erpose's --format openvino --int8), calibrated on this folder or preset")
     parser.add_argument("--yolo11-weights", default=None, metavar="PT",
                         help="export YOLO11n-pose from these trained weights instead of its YAML (random weights)")
     parser.add_argument("--no-zoo", action="store_true",
@@ -322,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
                     except RuntimeError as exc:  # e.g. YOLO26's end-to-end graph fails OpenVINO's shape checks
                         print(f"{name}: OpenVINO cannot convert it, left out ({str(exc).splitlines()[0][:200]})",
                               file=sys.stderr)
+                if args.peers_int8 and kind == "yolo11":
+                    xml = _quantise_peer(Path(info["path"]), out / f"{name}-int8", args.peers_int8,
+                                         args.calib_images, args.imgsz)
+                    pipelines.append(Pipeline(f"{name} INT8 (OpenVINO)", xml, kind, args.threads, args.conf,
+                                              args.max_det, engine="openvino"))
         elif not args.no_peers:
             print(f"no ultralytics venv at {args.ultra_python}: timing erpose models only", file=sys.stderr)
 
