@@ -27,6 +27,14 @@ Usage (ER-Pose-n vs baseline-n only, or with the peers when the venv exists)::
     python benchmarks/bench_latency_onnx.py --runs 50 --threads 2
     python benchmarks/bench_latency_onnx.py --ultra-python /work/venv-ultra/bin/python
     python benchmarks/bench_latency_onnx.py --int8 DATA_DIR --onnx my-model-int8.onnx   # + INT8 rows
+    python benchmarks/bench_latency_onnx.py --no-zoo --onnx m.onnx --openvino m_openvino/ \
+        --yolo11-weights yolo11n-pose.pt --peers-openvino      # trained files; OpenVINO rows too
+
+``--openvino IR`` times an erpose OpenVINO IR (``erpose export --format openvino``) with the OpenVINO
+runtime (``INFERENCE_NUM_THREADS`` = ``--threads``, latency hint, f32 precision for the float parts),
+through the same pre- and post-processing; ``--peers-openvino`` adds the ultralytics files converted
+to OpenVINO (fp32) by ``openvino.convert_model``, for a same-runtime comparison, and
+``--peers-int8 CALIB`` YOLO11n-pose quantised by NNCF with erpose's own OpenVINO INT8 recipe.
 
 Relation to ``benchmarks/bench_latency.py`` (the model engineer's PyTorch latency script): that
 one times the PyTorch forward; this one is the deployment path (ONNX Runtime, end to end).
@@ -48,7 +56,7 @@ ULTRA_MODELS = {"yolo11n-pose": ("11", "yolo11-pose.yaml", {}), "yolo26n-pose": 
 
 
 # --------------------------------------------------------------------------- ultralytics side
-def export_ultralytics(out_dir: str, imgsz: int, max_det: int) -> int:
+def export_ultralytics(out_dir: str, imgsz: int, max_det: int, yolo11_weights: str | None = None) -> int:
     """Run inside the ultralytics venv: write yolo11n-pose.onnx and yolo26n-pose.onnx to ``out_dir``."""
     import socket
 
@@ -73,6 +81,8 @@ def export_ultralytics(out_dir: str, imgsz: int, max_det: int) -> int:
         model_yaml = out / f"{name}.yaml"  # the "n" in the file name picks the scale
         model_yaml.write_text(yaml.safe_dump(spec))
         model = YOLO(str(model_yaml), task="pose")
+        if name == "yolo11n-pose" and yolo11_weights:  # the trained COCO weights: realistic NMS load
+            model = YOLO(yolo11_weights, task="pose")
         params = sum(p.numel() for p in model.model.parameters())
         cwd = os.getcwd()
         os.chdir(out)
@@ -91,21 +101,41 @@ def export_ultralytics(out_dir: str, imgsz: int, max_det: int) -> int:
 class Pipeline:
     """One model's end-to-end path: shared preprocess, its session, its decode, shared un-letterbox."""
 
-    def __init__(self, name: str, path: Path, kind: str, threads: int, conf: float, max_det: int) -> None:
+    def __init__(self, name: str, path: Path, kind: str, threads: int, conf: float, max_det: int,
+                 engine: str = "ort") -> None:
+        self.name, self.path, self.kind, self.conf, self.max_det, self.engine = name, path, kind, conf, max_det, engine
+        self.params = None
+        self.candidates: list[int] = []
+        if engine == "openvino":  # an erpose IR, or a peer's ONNX file converted in memory
+            import openvino as ov
+
+            from erpose.runtime import openvino_session
+
+            core = ov.Core()
+            xml = openvino_session.openvino_xml(path)
+            model = core.read_model(str(xml)) if xml is not None else ov.convert_model(str(path))
+            config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+            self.request = core.compile_model(model, "CPU", config).create_infer_request()
+            if kind in ("erpose", "baseline"):
+                self.meta = openvino_session.metadata_of(model, str(xml))
+            return
         import onnxruntime as ort
 
         from erpose.runtime.session import session_options
 
-        self.name, self.path, self.kind, self.conf, self.max_det = name, path, kind, conf, max_det
         self.session = ort.InferenceSession(str(path), sess_options=session_options(threads),
                                             providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
-        self.params = None
-        self.candidates: list[int] = []
         if kind in ("erpose", "baseline"):
             from erpose.runtime.session import PoseSession
 
             self.meta = PoseSession(path).metadata
+
+    def infer(self, batch):
+        if self.engine == "openvino":
+            self.request.infer({0: batch})
+            return self.request.get_output_tensor(0).data
+        return self.session.run(None, {self.input_name: batch})[0]
 
     def decode(self, raw, np):
         """Raw graph output (batch 1) -> (n, 1 + 3K) rows, score > conf, input pixels."""
@@ -140,7 +170,7 @@ class Pipeline:
         t0 = time.perf_counter()
         batch, params = preprocess([image], (imgsz, imgsz))
         t1 = time.perf_counter()
-        raw = self.session.run(None, {self.input_name: batch})[0]
+        raw = self.infer(batch)
         t2 = time.perf_counter()
         rows = self.decode(raw, np)
         postprocess(rows[rows[:, 0] > self.conf], params[0], 17, max_det=self.max_det)
@@ -197,10 +227,38 @@ def _existing(paths: list[str]) -> dict[str, tuple[Path, str]]:
     return {Path(p).stem: (Path(p), "baseline" if read_metadata(p).needs_nms else "erpose") for p in paths}
 
 
-def _export_peers(python: str, out: Path, imgsz: int, max_det: int) -> dict[str, dict]:
+def _existing_openvino(paths: list[str]) -> dict[str, tuple[Path, str]]:
+    """``--openvino`` IRs: {label: (path, kind)}; the label is the folder (or .xml) name."""
+    from erpose.runtime.openvino_session import read_metadata
+
+    return {Path(p).name.removesuffix(".xml"): (Path(p), "baseline" if read_metadata(p).needs_nms else "erpose")
+            for p in paths}
+
+
+def _quantise_peer(onnx_path: Path, out: Path, calib: str, calib_images: int, imgsz: int) -> Path:
+    """A peer's ONNX file as an NNCF INT8 OpenVINO IR, made as erpose makes its own (MIXED preset, the
+    nodes that reach no convolution and the last convolutions kept float)."""
+    import nncf
+    import openvino as ov
+
+    from erpose.export.openvino import _CalibrationSet, float_ops
+    from erpose.export.quantize import calibration_files
+
+    model = ov.convert_model(str(onnx_path))
+    data = _CalibrationSet(calibration_files(calib, calib_images), (imgsz, imgsz), "RGB")
+    quantized = nncf.quantize(model, nncf.Dataset(data), preset=nncf.QuantizationPreset.MIXED, subset_size=len(data),
+                              ignored_scope=nncf.IgnoredScope(names=float_ops(model), validate=False))
+    out.mkdir(parents=True, exist_ok=True)
+    ov.save_model(quantized, str(out / "model.xml"), compress_to_fp16=False)
+    return out / "model.xml"
+
+
+def _export_peers(python: str, out: Path, imgsz: int, max_det: int, yolo11_weights: str | None = None,
+                  ) -> dict[str, dict]:
     env = dict(os.environ, YOLO_CONFIG_DIR=str(out / "ultralytics-config"), YOLO_OFFLINE="1")
+    weights = ["--yolo11-weights", os.path.abspath(yolo11_weights)] if yolo11_weights else []
     proc = subprocess.run([python, os.path.abspath(__file__), "--export-ultralytics", str(out),
-                           "--imgsz", str(imgsz), "--max-det", str(max_det)],
+                           "--imgsz", str(imgsz), "--max-det", str(max_det), *weights],
                           capture_output=True, text=True, env=env, timeout=900)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("ULTRA_REPORT ")]
     if proc.returncode != 0 or not lines:
@@ -240,11 +298,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time an INT8 (QDQ) copy of each ER-Pose model, calibrated on this folder "
                              "of images or SynthCrowd preset")
     parser.add_argument("--calib-images", type=int, default=64, help="calibration images of --int8")
+    parser.add_argument("--openvino", action="append", default=[], metavar="IR",
+                        help="also time this erpose OpenVINO IR (folder or .xml) with OpenVINO (repeatable)")
+    parser.add_argument("--peers-openvino", action="store_true",
+                        help="also time the ultralytics files converted to OpenVINO (fp32)")
+    parser.add_argument("--peers-int8", default=None, metavar="CALIB",
+                        help="also time YOLO11n-pose quantised to INT8 by NNCF for OpenVINO (the same recipe and "
+                             "float split as erpose's --format openvino --int8), calibrated on this folder or preset")
+    parser.add_argument("--yolo11-weights", default=None, metavar="PT",
+                        help="export YOLO11n-pose from these trained weights instead of its YAML (random weights)")
+    parser.add_argument("--no-zoo", action="store_true",
+                        help="skip the freshly initialised erpose-n and yolopose-n (time only the given files)")
+    parser.add_argument("--reference", default=None,
+                        help="row the 'reference / model' column divides (default erpose-n, else the first row)")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--export-ultralytics", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.export_ultralytics:
-        return export_ultralytics(args.export_ultralytics, args.imgsz, args.max_det)
+        return export_ultralytics(args.export_ultralytics, args.imgsz, args.max_det, args.yolo11_weights)
     if args.runs < 30:
         parser.error("--runs must be at least 30 for a median and spread worth reporting")
 
@@ -254,16 +325,30 @@ def main(argv: list[str] | None = None) -> int:
     image, image_name = _load_image(args.image, np)
     with tempfile.TemporaryDirectory(prefix="erpose-bench-") as tmp:
         out = Path(tmp)
-        files = _export_erpose(out, args.imgsz, args.max_det, args.extra)
+        files = {} if args.no_zoo else _export_erpose(out, args.imgsz, args.max_det, args.extra)
         if args.int8:
             files.update(_quantise(files, out, args.int8, args.calib_images))
         files.update(_existing(args.onnx))
         pipelines = [Pipeline(n, p, kind, args.threads, args.conf, args.max_det) for n, (p, kind) in files.items()]
+        pipelines += [Pipeline(f"{n} (OpenVINO)", p, kind, args.threads, args.conf, args.max_det, engine="openvino")
+                      for n, (p, kind) in _existing_openvino(args.openvino).items()]
         if not args.no_peers and Path(args.ultra_python).is_file():
-            for name, info in _export_peers(args.ultra_python, out, args.imgsz, args.max_det).items():
-                pipeline = Pipeline(name, Path(info["path"]), "yolo11" if "11" in name else "yolo26",
-                                    args.threads, args.conf, args.max_det)
-                pipelines.append(pipeline)
+            peers = _export_peers(args.ultra_python, out, args.imgsz, args.max_det, args.yolo11_weights)
+            for name, info in peers.items():
+                kind = "yolo11" if "11" in name else "yolo26"
+                pipelines.append(Pipeline(name, Path(info["path"]), kind, args.threads, args.conf, args.max_det))
+                if args.peers_openvino:
+                    try:
+                        pipelines.append(Pipeline(f"{name} (OpenVINO)", Path(info["path"]), kind, args.threads,
+                                                  args.conf, args.max_det, engine="openvino"))
+                    except RuntimeError as exc:  # e.g. YOLO26's end-to-end graph fails OpenVINO's shape checks
+                        print(f"{name}: OpenVINO cannot convert it, left out ({str(exc).splitlines()[0][:200]})",
+                              file=sys.stderr)
+                if args.peers_int8 and kind == "yolo11":
+                    xml = _quantise_peer(Path(info["path"]), out / f"{name}-int8", args.peers_int8,
+                                         args.calib_images, args.imgsz)
+                    pipelines.append(Pipeline(f"{name} INT8 (OpenVINO)", xml, kind, args.threads, args.conf,
+                                              args.max_det, engine="openvino"))
         elif not args.no_peers:
             print(f"no ultralytics venv at {args.ultra_python}: timing erpose models only", file=sys.stderr)
 
@@ -281,12 +366,20 @@ def main(argv: list[str] | None = None) -> int:
     for p in pipelines:
         rows[p.name] = {stage: _stats([t[stage] for t in times[p.name]], np) for stage in ("pre", "infer", "post", "total")}
         rows[p.name]["nms_candidates"] = float(np.mean(p.candidates)) if p.candidates else 0.0
-    ours = rows["erpose-n"]["total"]["median"]
+    reference = args.reference or ("erpose-n" if "erpose-n" in rows else next(iter(rows)))
+    ours = rows[reference]["total"]["median"]
     peer = rows.get("yolo11n-pose", {}).get("total", {}).get("median")
-    print(f"\nONNX Runtime {ort.__version__} CPU, intra_op_num_threads={args.threads}, batch 1, {args.imgsz} px, "
-          f"{args.runs} runs (+{args.warmup} warm-up), image: {image_name}, conf {args.conf}\n")
+    engines = f"ONNX Runtime {ort.__version__}"
+    if any(p.engine == "openvino" for p in pipelines):
+        import openvino
+
+        engines += f", OpenVINO {openvino.__version__.split('-')[0]}"
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"\n{engines} CPU, {args.threads} threads, batch 1, {args.imgsz} px, "
+          f"{args.runs} runs (+{args.warmup} warm-up), image: {image_name}, conf {args.conf}, "
+          f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
     print("| model | end-to-end median ms | p10-p90 ms | IQR ms | infer ms | pre ms | post ms "
-          "| NMS candidates | ER-Pose-n / model | model / YOLO11n-pose |")
+          f"| NMS candidates | {reference} / model | model / YOLO11n-pose |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         t = r["total"]
@@ -295,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['nms_candidates']:.0f} | {ours / t['median']:.2f} | "
               f"{t['median'] / peer if peer else float('nan'):.2f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"config": vars(args), "image": image_name, "results": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"config": vars(args), "image": image_name, "load_average": load,
+                                               "results": rows}, indent=2))
     return 0
 
 

@@ -42,7 +42,8 @@ class ERPose:
 
     @property
     def is_onnx(self) -> bool:
-        return Path(self.weights).suffix.lower() == ".onnx"
+        """An exported model (``.onnx`` or OpenVINO IR) run without torch."""
+        return hasattr(self.backend, "session")
 
     @property
     def model(self) -> Any:
@@ -175,12 +176,19 @@ class ERPose:
         return validate(model, data, imgsz=imgsz, batch_size=batch_size, device=self.device, split=split, **kwargs)
 
     def export(self, format: str = "onnx", *, path: str | os.PathLike | None = None, **options: Any) -> Path:
-        """Export to ONNX; ``options`` are ``OnnxExportConfig`` fields (imgsz, dynamic, half, max_det, opset)."""
+        """Export to ONNX, or to an OpenVINO IR folder (``format="openvino"``, float32; returns its ``.xml``);
+        ``options`` are ``OnnxExportConfig`` fields (imgsz, dynamic, half, max_det, opset)."""
         from erpose.export.onnx import OnnxExportConfig, export_onnx
 
         self._require_torch("export")
+        if format == "openvino":
+            from erpose.export.openvino import export_openvino
+
+            stem = Path(self.weights).stem if Path(self.weights).suffix else self.weights
+            folder = Path(path) if path is not None else Path(self.weights).parent / f"{stem}_openvino"
+            return export_openvino(self.model, folder, OnnxExportConfig(**options), model_name=stem)
         if format != "onnx":
-            raise ValueError(f"unknown export format {format!r}; supported: ['onnx']")
+            raise ValueError(f"unknown export format {format!r}; supported: ['onnx', 'openvino']")
         if path is None:
             path = Path(self.weights).with_suffix(".onnx") if Path(self.weights).suffix else Path(f"{self.weights}.onnx")
         return export_onnx(self.model, path, OnnxExportConfig(**options))

@@ -17,7 +17,7 @@ VERBS = {
     "val": "evaluate a model or a COCO results file (COCO / CrowdPose AP)",
     "predict": "draw and save poses on images, folders, videos or streams",
     "track": "predict poses on a video, frame folder or camera and give each person a track id",
-    "export": "export a model to ONNX",
+    "export": "export a model to ONNX or OpenVINO (float32 or INT8)",
     "synth": "generate a SynthCrowd synthetic crowded-people dataset",
     "convert": "convert datasets between COCO keypoint JSON and YOLO-pose",
     "info": "print a model summary (layers, parameters, GFLOPs)",

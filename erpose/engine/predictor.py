@@ -94,6 +94,10 @@ def load_backend(weights: str | os.PathLike, device: str = "cpu", half: bool = F
         ValueError: a file of another kind.
     """
     text = os.fspath(weights)
+    from erpose.runtime import openvino_session
+
+    if openvino_session.is_openvino_path(text):  # an OpenVINO IR: its .xml or the folder holding it
+        return openvino_session.load_backend(text)
     if Path(text).suffix.lower() == ".onnx":
         if not os.path.isfile(text):
             raise FileNotFoundError(f"weights file not found: {text}")

@@ -150,6 +150,10 @@ def accepted_ground_truth(ground_truth: dict, source: Any) -> dict:
 
 
 def _resolve_model(model: Any, skeleton: Any) -> Any:
+    from erpose.runtime import openvino_session
+
+    if openvino_session.is_openvino_path(model):  # an OpenVINO IR runs through the same torch-free path as ONNX
+        return openvino_session.load_backend(model)
     if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx":
         from erpose.runtime.session import load_backend
 
@@ -189,9 +193,11 @@ def image_results(rows: np.ndarray, num_keypoints: int, max_det: int, ratio: Any
 
 
 def is_onnx_model(model: Any) -> bool:
-    """An ``.onnx`` path or an ONNX Runtime backend (``erpose.runtime.predict.OnnxBackend``)."""
+    """An ``.onnx`` path, an OpenVINO IR path or a backend of either (``OnnxBackend``, ``OpenVinoBackend``)."""
+    from erpose.runtime.openvino_session import is_openvino_path
+
     if isinstance(model, (str, Path)):
-        return Path(model).suffix.lower() == ".onnx"
+        return Path(model).suffix.lower() == ".onnx" or is_openvino_path(model)
     return hasattr(model, "session") and hasattr(model.session, "metadata")
 
 

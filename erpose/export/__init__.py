@@ -1,4 +1,5 @@
-"""Model export: ONNX with in-graph decoding and erpose metadata (see docs/deploy.md)."""
+"""Model export: ONNX with in-graph decoding and erpose metadata, INT8 (quantize), OpenVINO IR (openvino);
+see docs/deploy.md."""
 
 from __future__ import annotations
 

@@ -1,9 +1,20 @@
-"""Static INT8 quantisation of an erpose ONNX export with ONNX Runtime (QDQ, per-channel weights).
+"""Static INT8 quantisation of an erpose ONNX export (QDQ, per-channel weights).
 
-The float export (:func:`erpose.export.onnx.export_onnx`) is quantised with
-``onnxruntime.quantization.quantize_static``: weights int8 per output channel (symmetric),
-activations uint8 per tensor (asymmetric, min/max over the calibration images), in QDQ format, so
-ONNX Runtime fuses each ``DequantizeLinear -> Conv -> QuantizeLinear`` into an integer convolution.
+Two tools, both writing a QDQ graph with float32 input and output:
+
+* ``method="ort"`` (default): ``onnxruntime.quantization.quantize_static``: weights int8 per
+  output channel (symmetric), activations uint8 per tensor (asymmetric; the range of a tensor is
+  the mean over the calibration images of its per-image minimum and maximum, ORT's
+  ``CalibMovingAverage``, which measured better than the global min/max, see docs/deploy.md).
+  Every SiLU, add and concatenation is quantised too, so ONNX Runtime fuses each
+  ``DequantizeLinear -> Conv -> QuantizeLinear`` into an integer convolution: the fast layout for
+  ONNX Runtime on CPU.
+* ``method="nncf"``: NNCF's post-training quantisation (``nncf.quantize``, the tool the OpenVINO
+  export uses): quantisers only on the inputs of convolutions and matrix products (SiLU, adds and
+  concatenations stay float), per-image-mean activation ranges, fast bias correction. Far more
+  accurate, but ONNX Runtime's CPU provider then runs the convolutions in float (their outputs are
+  not quantised), so the file is slower than the float one there; it is meant for runtimes that
+  compile QDQ graphs themselves (TensorRT, ONNX Runtime's OpenVINO or TensorRT providers).
 
 Which nodes stay float is decided from the graph's topology, not from node names, so it holds for
 any K, scale and ablation step:
@@ -35,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: Which nodes stay float (see the module docstring).
 KEEP_FLOAT = ("decode", "head-outputs")
+#: Quantisation tools of an ONNX export (see the module docstring).
+METHODS = ("ort", "nncf")
 #: Image suffixes read from a calibration folder.
 CALIB_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -48,19 +61,23 @@ class Int8Config:
             ``train2017``, when it has one) or a SynthCrowd preset name (rendered into the cache if needed).
         calib_images: images used for calibration, spread evenly over the sorted file list.
         keep_float: ``"decode"`` or ``"head-outputs"`` (see the module docstring).
-        per_channel: int8 weights per output channel (per tensor otherwise).
+        per_channel: int8 weights per output channel (per tensor otherwise; ``method="ort"`` only).
+        method: ``"ort"`` (ONNX Runtime's quantize_static) or ``"nncf"`` (see the module docstring).
     """
 
     calib: str
     calib_images: int = 64
     keep_float: str = "head-outputs"
     per_channel: bool = True
+    method: str = "ort"
 
     def __post_init__(self) -> None:
         if self.calib_images < 1:
             raise ValueError(f"calib_images must be >= 1, got {self.calib_images}")
         if self.keep_float not in KEEP_FLOAT:
             raise ValueError(f"keep_float must be one of {KEEP_FLOAT}, got {self.keep_float!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
 
 
 def calibration_files(calib: str, count: int) -> list[Path]:
@@ -172,7 +189,6 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, co
         ImportError: onnxruntime's quantisation tools are missing.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from erpose.export.onnx import ExportError
     from erpose.runtime.session import ExportMetadata
@@ -185,20 +201,21 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, co
         raise ValueError("INT8 quantisation starts from a float32 export; drop --half")
     keep = float_nodes(model, config.keep_float)
     files = calibration_files(config.calib, config.calib_images)
-    reader = _Reader(model.graph.input[0].name, calibration_batches(files, metadata.imgsz, metadata.channel_order))
-    scheme = f"int8-qdq per-{'channel' if config.per_channel else 'tensor'} weights, u8 activations, " \
-             f"float {config.keep_float}, calibrated on {len(files)} images of {files[0].parent.name}"
+    batches = calibration_batches(files, metadata.imgsz, metadata.channel_order)
+    source = f"float {config.keep_float}, calibrated on {len(files)} images of {files[0].parent.name}"
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
-        staged = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(float_path), str(staged), reader, quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=config.per_channel,
-            nodes_to_exclude=keep, calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
-        )
-        if reader.count == 0:
-            raise ValueError(f"--calib {config.calib!r}: none of the images could be read")
-        quantized = onnx.load(str(staged))
+        if config.method == "nncf":
+            quantized = _quantize_nncf(model, list(batches), keep)
+            scheme = f"int8-qdq per-channel weights, activations per tensor (NNCF, convolution inputs only, " \
+                     f"fast bias correction), {source}"
+        else:
+            staged = Path(tmp) / "int8.onnx"
+            count = _quantize_ort(float_path, staged, model.graph.input[0].name, batches, keep, config.per_channel)
+            if count == 0:
+                raise ValueError(f"--calib {config.calib!r}: none of the images could be read")
+            quantized = onnx.load(str(staged))
+            scheme = f"int8-qdq per-{'channel' if config.per_channel else 'tensor'} weights, u8 activations " \
+                     f"(ONNX Runtime, per-image mean min/max), {source}"
         del quantized.metadata_props[:]
         props["quantization"] = scheme
         for key, value in props.items():
@@ -213,5 +230,58 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, co
         onnx.save(quantized, str(final))
         os.replace(final, out_path)
     logger.debug("quantised %s -> %s (%d float nodes, %d calibration images)", float_path, out_path,
-                 len(keep), reader.count)
+                 len(keep), len(files))
     return out_path
+
+
+def _quantize_ort(float_path: Path, out: Path, input_name: str, batches: Iterator[np.ndarray], keep: list[str],
+                  per_channel: bool) -> int:
+    """ONNX Runtime's ``quantize_static`` into ``out``; returns the calibration images read."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    reader = _Reader(input_name, batches)
+    quantize_static(
+        str(float_path), str(out), reader, quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
+        nodes_to_exclude=keep, calibrate_method=CalibrationMethod.MinMax,
+        # CalibMovingAverage: a tensor's range is the mean over the images of its per-image min and
+        # max (one image per calibration batch), not the global extremes, which a few outliers set.
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False, "CalibMovingAverage": True},
+    )
+    return reader.count
+
+
+def _quantize_nncf(model, batches: list[np.ndarray], keep: list[str]):
+    """NNCF's post-training quantisation of the ONNX ``model`` (MIXED preset: asymmetric activations)."""
+    try:
+        import nncf
+    except ImportError:
+        raise ImportError("--int8-method nncf needs NNCF: pip install nncf") from None
+    if not batches:
+        raise ValueError("calibration: none of the images could be read")
+    nncf.set_log_level(logging.WARNING)
+    model = _constants_as_initializers(model)  # NNCF's ONNX backend looks weights up among the initializers
+    name = model.graph.input[0].name
+    data = nncf.Dataset([{name: batch} for batch in batches])
+    return nncf.quantize(model, data, preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches),
+                         ignored_scope=nncf.IgnoredScope(names=keep, validate=False))
+
+
+def _constants_as_initializers(model):
+    """A copy of ``model`` whose tensor ``Constant`` nodes are initializers (same tensor names)."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    nodes = []
+    for node in copy.graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            copy.graph.initializer.append(tensor)
+        else:
+            nodes.append(node)
+    del copy.graph.node[:]
+    copy.graph.node.extend(nodes)
+    return copy

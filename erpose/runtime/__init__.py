@@ -1,4 +1,5 @@
-"""Torch-free inference helpers (numpy + OpenCV + onnxruntime): letterbox, ONNX session, drawing.
+"""Torch-free inference helpers (numpy + OpenCV + onnxruntime or openvino): letterbox, ONNX and OpenVINO
+sessions, drawing.
 
 Nothing under ``erpose.runtime`` may import torch.
 """
