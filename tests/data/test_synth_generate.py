@@ -255,3 +255,22 @@ def test_clutter_zero_draws_people_on_a_plain_background(tmp_path):
     assert main(["synth", "--out", str(tmp_path / "o"), "--train", "2", "--val", "0", "--imgsz", "96",
                  "--clutter", "0", "--workers", "1"]) == 0
     assert json.loads((tmp_path / "o" / "synth.json").read_text())["clutter"] == 0.0
+
+
+def test_forked_workers_start_after_opencv_threads_were_used(tmp_path):
+    """Regression: cv2.setNumThreads in a fork child waits forever for the parent's pool threads."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cv2, numpy as np\n"
+        "from erpose.data.synth.generator import generate\n"
+        "big = np.zeros((1500, 1500, 3), np.uint8)\n"
+        "for _ in range(3):\n"
+        "    cv2.GaussianBlur(big, (9, 9), 0)  # OpenCV's thread pool is now running in this process\n"
+        "generate(sys.argv[1], train=8, val=4, imgsz=64, seed=0, workers=2)\n"
+        "print('done')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "d")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("done"), proc.stderr[-2000:]

@@ -40,8 +40,13 @@ META_FILE = "synth.json"  # written last: its presence marks a complete dataset
 _worker: dict = {}
 
 
-def _init_worker(config: dict) -> None:
-    cv2.setNumThreads(1)  # workers are the parallelism; OpenCV threads would oversubscribe the cores
+def _init_worker(config: dict, own_process: bool = False) -> None:
+    if own_process:  # a spawned worker: the workers are the parallelism, OpenCV threads would oversubscribe
+        cv2.setNumThreads(1)
+    # Never in a forked worker: after the parent has used OpenCV's thread pool, cv2.setNumThreads in
+    # a fork child waits forever for the parent's pool threads, which a fork does not copy (that hung
+    # `erpose val` on a SynthCrowd preset after any in-process prediction). Nor in-process: it would
+    # change the caller's OpenCV settings for good.
     _worker.clear()
     _worker.update(config)
     paste = config.get("paste_from")
@@ -242,8 +247,9 @@ def _run(tasks: list[tuple[int, int]], config: dict, workers: int, progress: boo
                 bar.update()
             return out
         # fork starts workers in milliseconds; the workers only use numpy and OpenCV.
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        ctx = mp.get_context(method)
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(config, method == "spawn")) as pool:
             out = []
             for r in pool.imap(_render_one, tasks, chunksize=8):
                 out.append(r)
