@@ -92,8 +92,10 @@ class LossConfig:
     """Loss choices and gains (METHOD.md, "Losses"; baseline gains are ultralytics' pose defaults).
 
     Attributes:
-        kpt_loss: ``"smooth"`` | ``"plain"`` | ``"neg_log_oks"`` | ``"oks_l1"``.
+        kpt_loss: ``"smooth"`` | ``"plain"`` | ``"t_kernel"`` | ``"cauchy"`` | ``"neg_log_oks"`` |
+            ``"oks_l1"`` (``erpose.models.losses``).
         u0: switch point of the smooth loss.
+        kpt_tail: exponent ``a`` of the ``"t_kernel"`` loss ``1 - (1 + u^2/a)^(-a)``.
         l1_weight: weight of the L1 term of ``"oks_l1"``.
         kpt_area: area in the keypoint loss: ``"area"`` (annotation/OKS area) or ``"box"``
             (ground-truth box width x height, as YOLO-Pose does).
@@ -104,8 +106,9 @@ class LossConfig:
         scale_by_batch: multiply the total by the batch size (ultralytics convention).
     """
 
-    kpt_loss: Literal["smooth", "plain", "neg_log_oks", "oks_l1"] = "smooth"
+    kpt_loss: Literal["smooth", "plain", "t_kernel", "cauchy", "neg_log_oks", "oks_l1"] = "smooth"
     u0: float = 1.0 / math.sqrt(2.0)
+    kpt_tail: float = 1.0
     l1_weight: float = 1.0
     kpt_area: Literal["area", "box"] = "area"
     kpt: float = 12.0
@@ -115,6 +118,10 @@ class LossConfig:
     dfl: float = 1.5
     o2o_keypoint_gain: float = 1.0
     scale_by_batch: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kpt_tail <= 0:
+            raise ConfigError(f"loss.kpt_tail must be positive, got {self.kpt_tail}")
 
 
 @dataclass(frozen=True)
@@ -252,7 +259,8 @@ class Criterion(nn.Module):
             if cfg.kpt_area == "box":
                 box_area = box_areas(assignment.boxes[positive])
                 areas = torch.where(box_area > 0, box_area, areas)
-            per_instance = keypoint_loss(pred[..., :2], gt, areas, self.sigmas.to(pred.device), cfg.kpt_loss, cfg.u0, cfg.l1_weight)
+            per_instance = keypoint_loss(pred[..., :2], gt, areas, self.sigmas.to(pred.device), cfg.kpt_loss, cfg.u0,
+                                         cfg.l1_weight, cfg.kpt_tail)
             terms["kpt"] = cfg.kpt * per_instance.mean()
             terms["vis"] = cfg.vis * visibility_loss(pred[..., 2], gt)
 

@@ -51,13 +51,14 @@ class KeypointBranch(nn.Module):
         self.offsets = nn.Conv2d(width, 2 * num_keypoints, 1)
         self.visibility = nn.Conv2d(width, num_keypoints, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, H, W) -> offsets (B, HW, K, 2) grid units, visibility logits (B, HW, K)."""
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> tuple[torch.Tensor, ...]:
+        """(B, C, H, W) -> offsets (B, HW, K, 2) grid units, visibility logits (B, HW, K), and with
+        ``return_features`` the branch's last hidden map (B, width, H, W)."""
         y = self.convs(x)
         b, k = x.shape[0], self.num_keypoints
         offsets = self.offsets(y).view(b, k, 2, -1).permute(0, 3, 1, 2)
         visibility = self.visibility(y).view(b, k, -1).transpose(1, 2)
-        return offsets, visibility
+        return (offsets, visibility, y) if return_features else (offsets, visibility)
 
 
 def keypoint_branches(in_channels: tuple[int, ...], width: int, num_keypoints: int,
@@ -67,15 +68,44 @@ def keypoint_branches(in_channels: tuple[int, ...], width: int, num_keypoints: i
 
 def run_keypoint_branches(
     branches: nn.ModuleList, features: list[torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-level maps -> offsets (B, A, K, 2), visibility logits (B, A, K)."""
-    outputs = [branch(x) for x, branch in zip(features, branches)]
-    return torch.cat([o for o, _ in outputs], 1), torch.cat([v for _, v in outputs], 1)
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """Per-level maps -> offsets (B, A, K, 2), visibility logits (B, A, K), the per-level hidden maps."""
+    outputs = [branch(x, return_features=True) for x, branch in zip(features, branches)]
+    offsets = torch.cat([o for o, _, _ in outputs], 1)
+    return offsets, torch.cat([v for _, v, _ in outputs], 1), [y for _, _, y in outputs]
+
+
+def full_score_branch(in_channels: int, width: int) -> nn.Sequential:
+    """Two full 3x3 ``Conv``s then a 1x1 conv to one logit (the keypoint branch's form, at the
+    score's width), against ``light_score_branch``'s depth-wise-separable pairs."""
+    return nn.Sequential(Conv(in_channels, width, 3), Conv(width, width, 3), nn.Conv2d(width, 1, 1))
+
+
+def score_branch(in_channels: int, width: int, separable: bool = True, keypoint_channels: int = 0) -> nn.Sequential:
+    """One level's score branch; its last layer (a biased 1x1 ``nn.Conv2d``) reads ``keypoint_channels``
+    more channels when the score sees the keypoint branch's features (``run_score_branch``)."""
+    branch = light_score_branch(in_channels, width) if separable else full_score_branch(in_channels, width)
+    if keypoint_channels:
+        branch[-1] = nn.Conv2d(width + keypoint_channels, 1, 1)
+    return branch
+
+
+def run_score_branch(branch: nn.Sequential, x: torch.Tensor, keypoint_features: torch.Tensor | None) -> torch.Tensor:
+    """(B, C, H, W) -> (B, HW) score logits; with ``keypoint_features`` (B, Ck, H, W) the logit layer
+    reads them, detached, next to the score features (quality-aware scoring)."""
+    if keypoint_features is None:
+        return branch(x).flatten(1)
+    hidden = branch[:-1](x)
+    return branch[-1](torch.cat((hidden, keypoint_features.detach()), 1)).flatten(1)
 
 
 class ERBranches(nn.Module):
     """One copy (o2m or o2o) of the score branches over all levels, and of the keypoint branches
-    unless the head shares one keypoint branch between its copies (``keypoint_width == 0``)."""
+    unless the head shares one keypoint branch between its copies (``keypoint_width == 0``).
+
+    ``score_keypoint_channels > 0``: the score branches' logit layers also read that many channels
+    of keypoint-branch features (``run_score_branch``), which the caller passes to ``score``.
+    """
 
     def __init__(
         self,
@@ -86,24 +116,23 @@ class ERBranches(nn.Module):
         keypoint_width: int,
         score_prior: float,
         keypoint_separable: bool = False,
+        score_separable: bool = True,
+        score_keypoint_channels: int = 0,
     ) -> None:
         super().__init__()
-        self.scores = nn.ModuleList(light_score_branch(c, score_width) for c in in_channels)
+        self.scores = nn.ModuleList(score_branch(c, score_width, score_separable, score_keypoint_channels)
+                                    for c in in_channels)
         self.keypoints = (keypoint_branches(in_channels, keypoint_width, num_keypoints, keypoint_separable)
                           if keypoint_width else None)
         with torch.no_grad():
             for branch, stride in zip(self.scores, strides):
                 branch[-1].bias.fill_(score_prior_bias(stride, score_prior))
 
-    def forward(
-        self, features: list[torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Per-level maps -> score logits (B, A), offsets (B, A, K, 2) and visibility logits
-        (B, A, K), the last two None when this copy has no keypoint branch of its own."""
-        scores = torch.cat([branch(x).flatten(1) for x, branch in zip(features, self.scores)], 1)
-        if self.keypoints is None:
-            return scores, None, None
-        return (scores, *run_keypoint_branches(self.keypoints, features))
+    def score(self, features: list[torch.Tensor], keypoint_features: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Per-level maps (and, for quality-aware scoring, per-level keypoint features) -> (B, A) logits."""
+        if keypoint_features is None:
+            return torch.cat([run_score_branch(b, x, None) for x, b in zip(features, self.scores)], 1)
+        return torch.cat([run_score_branch(b, x, y) for x, y, b in zip(features, keypoint_features, self.scores)], 1)
 
 
 class ERHead(nn.Module):
@@ -125,6 +154,12 @@ class ERHead(nn.Module):
             inference graph is the same size either way; training skips a second keypoint branch.
         keypoint_separable: depth-wise-separable keypoint convs (a fraction of the FLOPs; see
             ``KeypointBranch``).
+        score_separable: the score branch is ``light_score_branch`` (YOLO11's class branch,
+            depth-wise-separable); False: two full 3x3 convs (``full_score_branch``).
+        score_sees_keypoints: quality-aware scoring: each score branch's logit layer also reads the
+            keypoint branch's last hidden map of the same level, detached (the score learns from
+            the keypoint features, its loss does not shape them). Adds ``keypoint_width`` weights
+            per level and copy.
 
     Forward (``features``: ``{stride: (B, C, H, W)}``):
         training: ``HeadOutput`` (o2m, plus o2o when on).
@@ -146,6 +181,8 @@ class ERHead(nn.Module):
         max_det: int = 100,
         shared_keypoints: bool = False,
         keypoint_separable: bool = False,
+        score_separable: bool = True,
+        score_sees_keypoints: bool = False,
     ) -> None:
         super().__init__()
         auto_score, auto_keypoint = default_er_widths(in_channels[0], num_keypoints)
@@ -155,6 +192,7 @@ class ERHead(nn.Module):
         self.keypoint_width = keypoint_width or auto_keypoint
         self.o2o_detach = o2o_detach
         self.max_det = max_det
+        self.score_sees_keypoints = score_sees_keypoints
         shared = o2o and shared_keypoints
         self.keypoints: nn.ModuleList | None = (
             keypoint_branches(tuple(in_channels), self.keypoint_width, num_keypoints, keypoint_separable)
@@ -162,7 +200,8 @@ class ERHead(nn.Module):
         )
         self.o2m: ERBranches | None = ERBranches(
             tuple(in_channels), self.strides, num_keypoints, self.score_width,
-            0 if shared else self.keypoint_width, score_prior, keypoint_separable,
+            0 if shared else self.keypoint_width, score_prior, keypoint_separable, score_separable,
+            self.keypoint_width if score_sees_keypoints else 0,
         )
         self.o2o: ERBranches | None = copy.deepcopy(self.o2m) if o2o else None
 
@@ -180,18 +219,29 @@ class ERHead(nn.Module):
         return make_anchor_points(sizes, self.strides, dtype=maps[0].dtype, device=maps[0].device)
 
     def _run(
-        self, branches: ERBranches, maps: list[torch.Tensor], shared: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        scores, offsets, visibility = branches(maps)
-        if offsets is None:
-            offsets, visibility = shared if shared is not None else run_keypoint_branches(self.keypoints, maps)
-        return scores, offsets, visibility
+        self, branches: ERBranches, maps: list[torch.Tensor],
+        shared: tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Score logits, offsets, visibility logits and the keypoint branch's hidden maps of one copy.
+
+        ``shared``: the keypoint outputs of the o2m run, reused by the o2o copy of a head whose
+        copies share one keypoint branch.
+        """
+        if branches.keypoints is not None:
+            offsets, visibility, hidden = run_keypoint_branches(branches.keypoints, maps)
+        elif shared is not None:
+            offsets, visibility, hidden = shared
+        else:
+            offsets, visibility, hidden = run_keypoint_branches(self.keypoints, maps)
+        scores = branches.score(maps, hidden if self.score_sees_keypoints else None)
+        return scores, offsets, visibility, hidden
 
     @staticmethod
     def _branch_output(
-        raw: tuple[torch.Tensor, torch.Tensor, torch.Tensor], anchor_points: torch.Tensor, strides: torch.Tensor
+        raw: tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]], anchor_points: torch.Tensor,
+        strides: torch.Tensor,
     ) -> BranchOutput:
-        scores, offsets, visibility = raw
+        scores, offsets, visibility, _ = raw
         xy = decode_keypoints(offsets, anchor_points, strides)
         return BranchOutput(scores=scores, keypoints=torch.cat((xy, visibility[..., None]), dim=-1))
 
@@ -211,7 +261,7 @@ class ERHead(nn.Module):
             return HeadOutput(anchor_points=anchor_points, strides=strides, o2m=o2m, o2o=o2o)
         branches = self.o2o if self.o2o is not None else self.o2m
         assert branches is not None
-        scores, offsets, visibility = self._run(branches, maps)
+        scores, offsets, visibility, _ = self._run(branches, maps)
         if self.o2o is not None:
             return decode_topk(scores, offsets, visibility, anchor_points, strides, self.max_det)
         keypoints = torch.cat(

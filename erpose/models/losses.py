@@ -7,8 +7,18 @@ Keypoint losses are written in the OKS variable ``u_k^2 = d_k^2 / (2 A (2 sigma_
   slope), so the gradient never vanishes for large errors (ER-Pose, METHOD.md).
 - ``plain``: ``1 - exp(-u^2)`` (YOLO-Pose); its gradient ``2u exp(-u^2)`` peaks at ``u = 1/sqrt(2)``
   and vanishes beyond.
+- ``t_kernel``: ``1 - (1 + u^2/a)^(-a)`` (``a = tail``): ``1 - OKS`` with the Gaussian replaced by a
+  Student-t kernel. Bounded by 1 like ``plain`` and ``u^2`` near 0 like it, but the gradient
+  ``2u (1 + u^2/a)^(-a-1)`` decays polynomially (``~ u^(-2a-1)``), not like ``exp(-u^2)``; ``a -> inf``
+  gives ``plain``. Smooth at both ends: it keeps a gradient far from the target without the
+  linear tail's constant one.
+- ``cauchy``: ``log(1 + u^2)``: ``u^2`` near 0, unbounded but logarithmic, gradient ``2u / (1 + u^2)``
+  decaying as ``2/u``: between ``t_kernel`` and the linear tail.
 - ``neg_log_oks``: ``-log(OKS)`` per instance.
 - ``oks_l1``: ``1 - OKS`` plus ``l1_weight`` times the mean L1 keypoint error divided by ``sqrt(A)``.
+
+The instance loss ``1 - OKS`` needs no kind of its own: ``plain`` averaged over the labelled
+keypoints *is* ``1 - OKS`` of the instance (same value, same gradient).
 
 All keypoint losses return one value per instance (averaged over its labelled keypoints); the
 criterion averages them over positives.
@@ -24,7 +34,7 @@ import torch.nn.functional as F
 from erpose.geometry.boxes import complete_box_iou
 from erpose.geometry.oks import oks_terms
 
-KEYPOINT_LOSSES = ("smooth", "plain", "neg_log_oks", "oks_l1")
+KEYPOINT_LOSSES = ("smooth", "plain", "t_kernel", "cauchy", "neg_log_oks", "oks_l1")
 
 
 def plain_oks_terms(u2: torch.Tensor) -> torch.Tensor:
@@ -47,6 +57,21 @@ def smooth_oks_terms(u2: torch.Tensor, u0: float = 1.0 / math.sqrt(2.0)) -> torc
     return torch.where(u2 <= u0_sq, 1.0 - torch.exp(-u2), value0 + slope0 * (u - u0))
 
 
+def t_kernel_oks_terms(u2: torch.Tensor, tail: float = 1.0) -> torch.Tensor:
+    """Per-keypoint ``1 - (1 + u^2/a)^(-a)`` from ``u^2`` (...), ``a = tail > 0``.
+
+    ``a = 1`` is ``u^2 / (1 + u^2)`` (Geman-McClure); ``a -> inf`` tends to ``1 - exp(-u^2)``.
+    """
+    if tail <= 0:
+        raise ValueError(f"t_kernel tail must be positive, got {tail}")
+    return 1.0 - torch.exp(-tail * torch.log1p(u2 / tail))
+
+
+def cauchy_oks_terms(u2: torch.Tensor) -> torch.Tensor:
+    """Per-keypoint ``log(1 + u^2)`` from ``u^2`` (...)."""
+    return torch.log1p(u2)
+
+
 def keypoint_loss(
     pred_xy: torch.Tensor,
     gt_keypoints: torch.Tensor,
@@ -55,6 +80,7 @@ def keypoint_loss(
     kind: str = "smooth",
     u0: float = 1.0 / math.sqrt(2.0),
     l1_weight: float = 1.0,
+    tail: float = 1.0,
 ) -> torch.Tensor:
     """Per-instance keypoint loss of aligned predictions.
 
@@ -66,6 +92,7 @@ def keypoint_loss(
         kind: one of ``KEYPOINT_LOSSES``.
         u0: switch point of the smooth loss.
         l1_weight: weight of the L1 term of ``oks_l1``.
+        tail: the exponent ``a`` of ``t_kernel``.
 
     Returns:
         (P,) loss per instance, averaged over its labelled keypoints (0 where none is labelled).
@@ -75,10 +102,17 @@ def keypoint_loss(
     labelled = (gt_keypoints[..., 2] > 0).to(pred_xy.dtype)
     count = labelled.sum(dim=-1)
     u2 = oks_terms(pred_xy, gt_keypoints, areas, sigmas)
+    per_keypoint = None
     if kind == "smooth":
-        return (smooth_oks_terms(u2, u0) * labelled).sum(dim=-1) / count.clamp(min=1.0)
-    if kind == "plain":
-        return (plain_oks_terms(u2) * labelled).sum(dim=-1) / count.clamp(min=1.0)
+        per_keypoint = smooth_oks_terms(u2, u0)
+    elif kind == "plain":
+        per_keypoint = plain_oks_terms(u2)
+    elif kind == "t_kernel":
+        per_keypoint = t_kernel_oks_terms(u2, tail)
+    elif kind == "cauchy":
+        per_keypoint = cauchy_oks_terms(u2)
+    if per_keypoint is not None:
+        return (per_keypoint * labelled).sum(dim=-1) / count.clamp(min=1.0)
     if kind == "neg_log_oks":
         # -log(mean_k exp(-u_k^2)) via logsumexp: stays finite (about min u^2) when OKS underflows.
         log_sum = torch.logsumexp(torch.where(labelled > 0, -u2, -math.inf), dim=-1)

@@ -52,6 +52,10 @@ class HeadConfig:
         shared_keypoints: ER with o2o: one keypoint branch for both copies, only the score branch
             is duplicated (same inference graph, cheaper training; see ``ERHead``).
         keypoint_separable: ER only: depth-wise-separable keypoint convs instead of full 3x3 ones.
+        score_separable: ER only: the score branch is YOLO11's light (depth-wise-separable) class
+            branch; false: two full 3x3 convs at ``score_width``.
+        score_sees_keypoints: ER only: quality-aware scoring, the score logit also reads the keypoint
+            branch's hidden features (detached; see ``ERHead``).
         score_prior: prior probability for the score bias; 0 picks the YOLO rule
             (about 5 persons per 640 x 640 image).
         max_det: persons per image of the NMS-free eval output.
@@ -67,6 +71,8 @@ class HeadConfig:
     o2o_detach: bool = True
     shared_keypoints: bool = True
     keypoint_separable: bool = False
+    score_separable: bool = True
+    score_sees_keypoints: bool = False
     score_prior: float = 0.0
     max_det: int = 100
 
@@ -197,6 +203,7 @@ def build_model(
             in_channels, strides, k, o2o=h.o2o, o2o_detach=h.o2o_detach, score_width=h.score_width,
             keypoint_width=h.keypoint_width, score_prior=h.score_prior, max_det=h.max_det,
             shared_keypoints=h.shared_keypoints, keypoint_separable=h.keypoint_separable,
+            score_separable=h.score_separable, score_sees_keypoints=h.score_sees_keypoints,
         )
     else:
         head = YOLOPoseHead(

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from erpose.config import from_dict, to_dict
+from erpose.config import ConfigError, apply_overrides, from_dict, to_dict
 from erpose.data.sample import PoseBatch
 from erpose.geometry.anchors import make_anchor_points
 from erpose.geometry.decode import decode_dfl_boxes
@@ -110,6 +110,26 @@ def test_keypoint_loss_uses_the_configured_area(area_source):
     u2 = 9.0 / (2 * area * (2 * torch.tensor(COCO17.sigmas)) ** 2)
     expected = 12.0 * (1 - torch.exp(-u2))[target[:, 2] > 0].mean()
     assert items["kpt"].item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("kind,tail", [("t_kernel", 1.0), ("t_kernel", 2.0), ("cauchy", 1.0)])
+def test_keypoint_loss_kind_and_tail_reach_the_loss(kind, tail):
+    batch = make_batch(1)
+    batch.person_mask[:] = torch.tensor([[True, False, False]])
+    batch.ignore_mask[:] = False
+    output = make_output(1)
+    target = batch.keypoints[0, 0]
+    shifted = target.expand_as(output.o2m.keypoints[0]).clone()
+    shifted[..., 0] += 3.0
+    output.o2m.keypoints = shifted[None].requires_grad_(True)
+    config = apply_overrides(CriterionConfig(), [f"loss.kpt_loss={kind}", f"loss.kpt_tail={tail:g}", "loss.kpt=5",
+                                                 "loss.kpt_area=area"])
+    _, items = build_criterion(get_config("erpose-n"), COCO17, config)(output, batch)
+    u2 = 9.0 / (2 * batch.areas[0, 0] * (2 * torch.tensor(COCO17.sigmas)) ** 2)
+    per_keypoint = 1 - (1 + u2 / tail) ** -tail if kind == "t_kernel" else torch.log1p(u2)
+    assert items["kpt"].item() == pytest.approx(5.0 * per_keypoint[target[:, 2] > 0].mean().item(), rel=1e-4)
+    with pytest.raises(ConfigError, match="kpt_tail"):
+        LossConfig(kpt_tail=0.0)
 
 
 def test_build_criterion_from_zoo_configs():

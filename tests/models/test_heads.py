@@ -158,3 +158,59 @@ def test_separable_keypoint_branch_is_lighter_and_keeps_the_output_layout():
     assert config.head.keypoint_separable  # the zoo default since it measured as accurate and lighter
     full = build_model(dataclasses.replace(config, head=dataclasses.replace(config.head, keypoint_separable=False)))
     assert model_summary(build_model(config), 640).gflops < model_summary(full, 640).gflops - 1.0
+
+
+def test_full_score_branch_is_two_full_3x3_convs():
+    head = ERHead((16, 32, 64), STRIDES, 3, score_width=12, score_separable=False)
+    branch = head.o2m.scores[1]
+    assert [(m.conv.kernel_size, m.conv.groups, m.conv.out_channels) for m in branch[:2]] == [((3, 3), 1, 12)] * 2
+    assert branch[0].conv.in_channels == 32 and branch[-1].in_channels == 12 and branch[-1].out_channels == 1
+    assert branch[-1].bias.item() == pytest.approx(math.log(5 / (640 / 16) ** 2))
+    out = head.train()(_features())
+    assert out.o2m.scores.shape == (2, 16 + 4 + 1)
+
+
+def test_quality_aware_score_reads_detached_keypoint_features():
+    from erpose.models.er_head import run_keypoint_branches
+
+    for shared in (True, False):
+        head = ERHead((16, 32, 64), STRIDES, 3, score_width=8, keypoint_width=8, shared_keypoints=shared,
+                      score_sees_keypoints=True).train()
+        torch.manual_seed(0)
+        _freeze_norms(head)
+        # logit = sum of the keypoint features: weights 0 on the 8 score channels, 1 on the 8 keypoint ones.
+        for copy in (head.o2m, head.o2o):
+            for branch in copy.scores:
+                assert branch[-1].in_channels == 16
+                with torch.no_grad():
+                    branch[-1].weight.copy_(torch.cat([torch.zeros(8), torch.ones(8)]).view(1, 16, 1, 1))
+                    branch[-1].bias.zero_()
+        feats = _features(size=64)
+        out = head(feats)
+        keypoints = head.keypoints if shared else head.o2m.keypoints
+        _, _, hidden = run_keypoint_branches(keypoints, [feats[s] for s in STRIDES])
+        expected = torch.cat([y.sum(1).flatten(1) for y in hidden], 1)
+        assert torch.allclose(out.o2m.scores, expected, atol=1e-5)
+        if shared:
+            assert torch.allclose(out.o2o.scores, expected, atol=1e-5)
+        # The score loss trains the score branch only, never the keypoint branch it reads.
+        out.o2m.scores.sum().backward()
+        assert all(p.grad is None for p in keypoints.parameters())
+        assert head.o2m.scores[0][-1].weight.grad is not None
+        # Eval (the o2o top-k) scores the same way as the training forward.
+        head.max_det = 5
+        expected_top = out.o2o.scores.detach().sigmoid().topk(5, dim=1).values
+        with torch.no_grad():
+            top = head.eval()(feats)
+        assert top.shape == (2, 5, 1 + 9) and torch.allclose(top[..., 0], expected_top, atol=1e-6)
+
+
+def test_score_variants_keep_er_pose_n_within_budget():
+    import dataclasses
+
+    config = get_config("erpose-n")
+    base = model_summary(build_model(config), 640)
+    for fields in (dict(score_sees_keypoints=True), dict(score_separable=False, score_width=12)):
+        variant = model_summary(build_model(dataclasses.replace(config, head=dataclasses.replace(config.head, **fields))), 640)
+        assert variant.parameters < 2_866_452  # YOLO11n-pose
+        assert variant.gflops <= base.gflops * 1.001

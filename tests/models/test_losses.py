@@ -7,11 +7,13 @@ from erpose.geometry.oks import oks
 from erpose.models.losses import (
     KEYPOINT_LOSSES,
     box_loss,
+    cauchy_oks_terms,
     distribution_focal_loss,
     keypoint_loss,
     plain_oks_terms,
     score_loss,
     smooth_oks_terms,
+    t_kernel_oks_terms,
     visibility_loss,
 )
 
@@ -77,6 +79,41 @@ def test_smooth_gradient_does_not_vanish_for_large_errors_but_plain_does():
     assert grads["smooth"] > 0.1 and grads["plain"] < 1e-12
 
 
+def test_t_kernel_and_cauchy_hand_values():
+    # a = 1: u^2 / (1 + u^2); a = 2: 1 - (1 + u^2/2)^-2.
+    assert t_kernel_oks_terms(torch.tensor([1.0, 3.0])).tolist() == pytest.approx([0.5, 0.75], rel=1e-6)
+    assert t_kernel_oks_terms(torch.tensor([3.0]), tail=2.0).item() == pytest.approx(1 - 2.5**-2, rel=1e-6)
+    assert cauchy_oks_terms(torch.tensor([math.e - 1.0, 0.0])).tolist() == pytest.approx([1.0, 0.0], abs=1e-6)
+    # A large a gives back the plain loss; every a is bounded by 1, and u^2 near 0 like the plain loss.
+    assert t_kernel_oks_terms(torch.tensor([1.0]), tail=1e5).item() == pytest.approx(1 - math.exp(-1), rel=1e-4)
+    assert t_kernel_oks_terms(torch.tensor([1e3]), tail=1.0).item() == pytest.approx(1e3 / 1001, rel=1e-6)
+    assert t_kernel_oks_terms(torch.tensor([1e12]), tail=1.0).item() <= 1.0
+    assert t_kernel_oks_terms(torch.tensor([1e-4]), tail=0.5).item() == pytest.approx(1e-4, rel=1e-3)
+    with pytest.raises(ValueError, match="tail"):
+        t_kernel_oks_terms(torch.tensor([1.0]), tail=0.0)
+
+
+def test_tail_gradients_order_plain_t_kernel_cauchy_smooth():
+    # Slopes d/du at u = 3 by hand: plain 6 e^-9, t (a=1) 2u / (1 + u^2)^2 = 0.06, cauchy 2u / (1 + u^2)
+    # = 0.6, smooth sqrt(2) e^-1/2 (constant beyond u0).
+    slopes = {name: _value_and_slope(fn, 3.0)[1] for name, fn in (
+        ("plain", plain_oks_terms), ("t", t_kernel_oks_terms), ("cauchy", cauchy_oks_terms), ("smooth", smooth_oks_terms))}
+    assert slopes["plain"] == pytest.approx(6 * math.exp(-9), rel=1e-6)
+    assert slopes["t"] == pytest.approx(0.06, rel=1e-6)
+    assert slopes["cauchy"] == pytest.approx(0.6, rel=1e-6)
+    assert slopes["smooth"] == pytest.approx(math.sqrt(2) * math.exp(-0.5), rel=1e-6)
+    # t with a = 2 at u = 3: 2u (1 + u^2/2)^-3 = 6 / 5.5^3.
+    assert _value_and_slope(lambda u2: t_kernel_oks_terms(u2, 2.0), 3.0)[1] == pytest.approx(6 / 5.5**3, rel=1e-6)
+
+
+def test_plain_instance_loss_is_one_minus_oks():
+    g = torch.Generator().manual_seed(0)
+    gt = torch.cat([torch.rand(4, 5, 2, generator=g) * 50, torch.tensor([2.0, 1.0, 0.0, 2.0, 2.0]).expand(4, 5)[..., None]], -1)
+    pred = gt[..., :2] + torch.randn(4, 5, 2, generator=g) * 3
+    areas, sigmas = torch.full((4,), 400.0), torch.full((5,), 0.07)
+    assert torch.allclose(keypoint_loss(pred, gt, areas, sigmas, "plain"), 1 - oks(pred, gt, areas, sigmas), atol=1e-6)
+
+
 def test_keypoint_losses_hand_values_and_ignore_unlabelled():
     gt = torch.tensor([[[0.0, 0.0, 2.0], [10.0, 0.0, 2.0], [50.0, 50.0, 0.0]]])
     sigmas = torch.full((3,), math.sqrt(1 / 200) / 2)
@@ -84,6 +121,10 @@ def test_keypoint_losses_hand_values_and_ignore_unlabelled():
     # u^2 = 0 and ln 2: exp(-u^2) = 1 and 1/2, OKS = 3/4.
     assert keypoint_loss(pred, gt, AREA, sigmas, "plain").item() == pytest.approx(0.25, rel=1e-5)
     assert keypoint_loss(pred, gt, AREA, sigmas, "neg_log_oks").item() == pytest.approx(-math.log(0.75), rel=1e-5)
+    # u^2 = ln 2: t (a = 1) ln2 / (1 + ln2), cauchy ln(1 + ln 2); the exact keypoint adds 0.
+    ln2 = math.log(2)
+    assert keypoint_loss(pred, gt, AREA, sigmas, "t_kernel").item() == pytest.approx(ln2 / (1 + ln2) / 2, rel=1e-5)
+    assert keypoint_loss(pred, gt, AREA, sigmas, "cauchy").item() == pytest.approx(math.log1p(ln2) / 2, rel=1e-5)
     l1 = (0 + math.sqrt(math.log(2))) / 10 / 2  # mean over labelled of |dx| + |dy| over sqrt(A)
     assert keypoint_loss(pred, gt, AREA, sigmas, "oks_l1", l1_weight=2.0).item() == pytest.approx(0.25 + 2 * l1, rel=1e-5)
     moved = pred.clone()
