@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from erpose.runtime.nms import nms_poses
-from erpose.runtime.session import ExportMetadata, OnnxModelError
-from erpose.skeleton import Skeleton
+from erpose.runtime.predict import OnnxBackend
+from erpose.runtime.session import ExportedSession, ExportMetadata, OnnxModelError
 
 #: The ``rt_info`` section holding the erpose metadata (string values, as ``ExportMetadata.to_props``).
 RT_INFO_SECTION = "erpose"
@@ -124,7 +123,7 @@ def read_metadata(path: str | os.PathLike) -> ExportMetadata:
     return metadata_of(_read_model(core, xml), str(xml))
 
 
-class OpenVinoSession:
+class OpenVinoSession(ExportedSession):
     """An erpose OpenVINO IR compiled for a device; the :class:`~erpose.runtime.session.PoseSession` API.
 
     Args:
@@ -173,24 +172,10 @@ class OpenVinoSession:
         self.device = device
         self.conf = float(conf)
 
-    @property
-    def skeleton(self) -> Skeleton:
-        return self.metadata.skeleton
-
-    @property
-    def imgsz(self) -> tuple[int, int]:
-        return self.metadata.imgsz
-
     def run_raw(self, images: np.ndarray) -> np.ndarray:
         """The graph's own output for (B, 3, H, W) float32 images in [0, 1]."""
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"{self.path}: expected (B, 3, H, W) images, got {images.shape}")
-        meta = self.metadata
-        if not meta.dynamic_shape and tuple(images.shape[2:]) != meta.imgsz:
-            raise ValueError(f"{self.path}: exported with a fixed input of {meta.imgsz}, got "
-                             f"{tuple(images.shape[2:])}; letterbox to that size or re-export with --dynamic")
-        if not meta.dynamic:
+        images = self.check_input(images)
+        if not self.metadata.dynamic:
             batch = self.compiled.inputs[0].get_partial_shape()[0].get_length()
             if images.shape[0] != batch:
                 if batch != 1:
@@ -201,41 +186,13 @@ class OpenVinoSession:
         self.request.infer({0: images})
         return np.array(self.request.get_output_tensor(0).data, dtype=np.float32)
 
-    def run(self, images: np.ndarray, conf: float | None = None) -> np.ndarray:
-        """Poses for a batch: (B, N, 1 + 3K) float32 sorted by score (see ``PoseSession.run``; ``conf``
-        is the threshold of the numpy NMS of baseline graphs, None: :attr:`conf`)."""
-        raw = self.run_raw(images)
-        meta = self.metadata
-        if not meta.needs_nms:
-            return raw
-        return nms_poses(raw, kind=meta.nms, raw_columns=meta.raw_columns, sigmas=meta.skeleton.sigmas_array(),
-                         conf=self.conf if conf is None else float(conf), iou=meta.nms_iou, max_det=meta.max_det)
 
-    __call__ = run
-
-
-class OpenVinoBackend:
+class OpenVinoBackend(OnnxBackend):
     """An :class:`OpenVinoSession` with the backend interface of :class:`erpose.runtime.predictor.Predictor`
-    (the same as :class:`erpose.runtime.predict.OnnxBackend`)."""
+    (:class:`erpose.runtime.predict.OnnxBackend`'s, on another session)."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, device: str = DEFAULT_DEVICE) -> None:
-        self.session = OpenVinoSession(path, threads=threads, device=device)
-        meta = self.session.metadata
-        self.skeleton: Skeleton = meta.skeleton
-        self.strides = meta.strides
-        self.imgsz = meta.imgsz
-        self.channel_order = meta.channel_order
-
-    @property
-    def fixed_imgsz(self) -> tuple[int, int] | None:
-        """The (H, W) input the IR requires, or None when its H and W axes are dynamic."""
-        meta = self.session.metadata
-        return None if meta.dynamic_shape else tuple(meta.imgsz)
-
-    def predict(self, images: np.ndarray, conf: float = 0.001, max_det: int = 100) -> list[np.ndarray]:
-        """(B, 3, H, W) float32 in [0, 1] -> per image (n_i, 1 + 3K) rows with score > ``conf``."""
-        out = self.session.run(images, conf=conf)
-        return [rows[rows[:, 0] > conf][:max_det] for rows in out]
+        self.attach(OpenVinoSession(path, threads=threads, device=device))
 
 
 def load_backend(path: str | os.PathLike, threads: int | None = None, device: str = DEFAULT_DEVICE) -> OpenVinoBackend:

@@ -23,7 +23,7 @@ import numpy as np
 from erpose.images import read_image
 from erpose.runtime.predictor import NMS_OKS_THRESHOLD, Predictor, postprocess, preprocess
 from erpose.runtime.results import Results
-from erpose.runtime.session import PoseSession
+from erpose.runtime.session import ExportedSession, PoseSession
 from erpose.skeleton import Skeleton
 
 __all__ = ["OnnxBackend", "OnnxPredictor", "postprocess", "preprocess"]
@@ -47,8 +47,12 @@ class OnnxBackend:
     def __init__(
         self, path: str | os.PathLike, threads: int | None = None, providers: list[str] | None = None
     ) -> None:
-        self.session = PoseSession(path, threads=threads, providers=providers)
-        meta = self.session.metadata
+        self.attach(PoseSession(path, threads=threads, providers=providers))
+
+    def attach(self, session: ExportedSession) -> None:
+        """Serve ``session`` (an ONNX Runtime or OpenVINO one): the attributes come from its metadata."""
+        self.session = session
+        meta = session.metadata
         self.skeleton: Skeleton = meta.skeleton
         self.strides = meta.strides
         self.imgsz = meta.imgsz

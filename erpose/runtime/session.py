@@ -203,7 +203,62 @@ def session_options(threads: int | None = None):
     return options
 
 
-class PoseSession:
+class ExportedSession:
+    """What every exported-model session shares: metadata accessors, the input check, and
+    :meth:`run` (the graph, then the numpy NMS a baseline graph leaves to the runtime).
+
+    A subclass sets ``path``, ``metadata`` and ``conf`` and implements :meth:`run_raw`.
+    """
+
+    path: Path
+    metadata: ExportMetadata
+    conf: float
+
+    @property
+    def skeleton(self) -> Skeleton:
+        return self.metadata.skeleton
+
+    @property
+    def imgsz(self) -> tuple[int, int]:
+        return self.metadata.imgsz
+
+    def check_input(self, images: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+        """``images`` as a contiguous (B, 3, H, W) array of ``dtype``; a fixed-size graph's H, W checked."""
+        images = np.ascontiguousarray(images, dtype=dtype)
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"{self.path}: expected (B, 3, H, W) images, got {images.shape}")
+        meta = self.metadata
+        if not meta.dynamic_shape and tuple(images.shape[2:]) != meta.imgsz:
+            raise ValueError(f"{self.path}: exported with a fixed input of {meta.imgsz}, got "
+                             f"{tuple(images.shape[2:])}; letterbox to that size or re-export with --dynamic")
+        return images
+
+    def run_raw(self, images: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def run(self, images: np.ndarray, conf: float | None = None) -> np.ndarray:
+        """Poses for a batch of letterboxed images.
+
+        Args:
+            images: (B, 3, H, W) float in [0, 1], channel order ``metadata.channel_order``.
+            conf: score threshold of the numpy NMS of baseline graphs (None: :attr:`conf`);
+                NMS-free graphs return all their rows whatever it is.
+
+        Returns:
+            (B, N, 1 + 3K) float32, N <= ``max_det``: score, then x, y, conf per keypoint in
+            input pixels, sorted by descending score. NMS graphs pad missing rows with zeros.
+        """
+        raw = self.run_raw(images).astype(np.float32, copy=False)
+        meta = self.metadata
+        if not meta.needs_nms:
+            return raw
+        return nms_poses(raw, kind=meta.nms, raw_columns=meta.raw_columns, sigmas=meta.skeleton.sigmas_array(),
+                         conf=self.conf if conf is None else float(conf), iou=meta.nms_iou, max_det=meta.max_det)
+
+    __call__ = run
+
+
+class PoseSession(ExportedSession):
     """An erpose ONNX file loaded in ONNX Runtime.
 
     Args:
@@ -247,45 +302,10 @@ class PoseSession:
         self.input_dtype = np.float16 if "float16" in inputs[0].type else np.float32
         self.conf = float(conf)
 
-    @property
-    def skeleton(self) -> Skeleton:
-        return self.metadata.skeleton
-
-    @property
-    def imgsz(self) -> tuple[int, int]:
-        return self.metadata.imgsz
-
     def run_raw(self, images: np.ndarray) -> np.ndarray:
         """The graph's own output for (B, 3, H, W) images in [0, 1] (cast to the input dtype)."""
-        images = np.ascontiguousarray(images, dtype=self.input_dtype)
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"{self.path}: expected (B, 3, H, W) images, got {images.shape}")
-        meta = self.metadata
-        if not meta.dynamic_shape and tuple(images.shape[2:]) != meta.imgsz:
-            raise ValueError(f"{self.path}: exported with a fixed input of {self.metadata.imgsz}, got "
-                             f"{tuple(images.shape[2:])}; letterbox to that size or re-export with --dynamic")
+        images = self.check_input(images, self.input_dtype)
         return self.session.run(None, {self.input_name: images})[0]
-
-    def run(self, images: np.ndarray, conf: float | None = None) -> np.ndarray:
-        """Poses for a batch of letterboxed images.
-
-        Args:
-            images: (B, 3, H, W) float in [0, 1], channel order ``metadata.channel_order``.
-            conf: score threshold of the numpy NMS of baseline graphs (None: :attr:`conf`);
-                NMS-free graphs return all their rows whatever it is.
-
-        Returns:
-            (B, N, 1 + 3K) float32, N <= ``max_det``: score, then x, y, conf per keypoint in
-            input pixels, sorted by descending score. NMS graphs pad missing rows with zeros.
-        """
-        raw = self.run_raw(images).astype(np.float32, copy=False)
-        if not self.metadata.needs_nms:
-            return raw
-        meta = self.metadata
-        return nms_poses(raw, kind=meta.nms, raw_columns=meta.raw_columns, sigmas=meta.skeleton.sigmas_array(),
-                         conf=self.conf if conf is None else float(conf), iou=meta.nms_iou, max_det=meta.max_det)
-
-    __call__ = run
 
 
 def read_metadata(path: str | os.PathLike) -> ExportMetadata:
