@@ -57,6 +57,7 @@ def exported(tmp_path_factory):
     images = _write_images(root)
     frames = [cv2.imread(str(root / im["file_name"])) for im in images]
     batch, _ = preprocess(frames, (64, 64))
+    torch.manual_seed(0)  # one fixed model: an unseeded one made the AP and its near-ties vary run to run
     model = make_realistic(build_model("erpose-n"), torch.from_numpy(batch))
     checkpoint = save_checkpoint(root / "m.pt", model)
     onnx = export_onnx(model, root / "m.onnx", OnnxExportConfig(imgsz=64))
