@@ -210,7 +210,10 @@ def test_score_variants_keep_er_pose_n_within_budget():
 
     config = get_config("erpose-n")
     base = model_summary(build_model(config), 640)
-    for fields in (dict(score_sees_keypoints=True), dict(score_separable=False, score_width=12)):
+    variants = (dict(score_sees_keypoints=True), dict(score_separable=False, score_width=12),
+                dict(keypoint_separable=False, keypoint_width=16))
+    for fields in variants:
         variant = model_summary(build_model(dataclasses.replace(config, head=dataclasses.replace(config.head, **fields))), 640)
         assert variant.parameters < 2_866_452  # YOLO11n-pose
         assert variant.gflops <= base.gflops * 1.001
+    assert variant.parameters <= base.parameters  # the full keypoint branch at 16 wide: ER-Pose-n's size
