@@ -191,12 +191,21 @@ def _source_key(target: str) -> str | None:
     return None
 
 
+def _reads_more_inputs(key: str, value: torch.Tensor, tensor: torch.Tensor) -> bool:
+    """A score branch's logit weight that reads the source's inputs and more (quality-aware scoring)."""
+    return (".scores." in key and key.endswith(".weight") and value.dim() == tensor.dim() == 4
+            and value.shape[0] == tensor.shape[0] and value.shape[2:] == tensor.shape[2:]
+            and value.shape[1] < tensor.shape[1])
+
+
 def transfer_pretrained(model: PoseModel, checkpoint: UltralyticsCheckpoint) -> TransferReport:
     """Load every tensor of ``checkpoint`` that fits ``model`` (same name after mapping, same shape).
 
     Backbone and neck always fit a model of the same scale; head branches fit where their widths
     match (``erpose-{scale}-pt`` and ``yolopose-{scale}``: all of them; ``erpose-{scale}``: the
-    score branches only). Both score copies of an o2o head start from the class branch.
+    score branches only). Both score copies of an o2o head start from the class branch; a
+    quality-aware score logit (``head.score_sees_keypoints``) gets the class logit's weights and zeros
+    for the keypoint features it also reads.
 
     Returns:
         A ``TransferReport``; the model's other tensors keep their fresh initialisation.
@@ -220,6 +229,14 @@ def transfer_pretrained(model: PoseModel, checkpoint: UltralyticsCheckpoint) -> 
         value = candidates.get(source) if source else None
         if value is None:
             report.fresh[key] = "no counterpart in the checkpoint"
+        elif _reads_more_inputs(key, value, tensor):
+            # A quality-aware score logit (``head.score_sees_keypoints``) also reads the keypoint
+            # features: the class branch's weights for its own inputs, zeros for the new ones, so that
+            # it starts out scoring exactly as the class branch does.
+            widened = torch.zeros_like(tensor)
+            widened[:, : value.shape[1]] = value.to(tensor.dtype)
+            update[key] = widened
+            report.loaded.append(key)
         elif value.shape != tensor.shape:
             report.fresh[key] = f"shape {tuple(value.shape)} in the checkpoint, {tuple(tensor.shape)} here"
         else:

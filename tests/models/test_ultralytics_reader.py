@@ -320,3 +320,23 @@ def test_malformed_module_state_is_one_clear_error(tmp_path):
     assert is_ultralytics_file(path)
     with pytest.raises(UltralyticsCheckpointError, match="unexpected checkpoint structure"):
         read_ultralytics(path)
+
+
+def test_a_quality_aware_score_starts_as_the_class_branch(fake_n):
+    """The logit that also reads the keypoint features gets zeros for them: same scores as without."""
+    import dataclasses
+
+    from erpose.models.zoo import get_config
+
+    path, _ = fake_n
+    checkpoint = read_ultralytics(path)
+    config = get_config("erpose-n-pt")
+    quality = build_model(dataclasses.replace(config, head=dataclasses.replace(config.head, score_sees_keypoints=True)))
+    _realistic(quality, seed=5)  # the new input weights start non-zero: the transfer must zero them
+    report = transfer_pretrained(quality, checkpoint)
+    assert not report.fresh
+    plain = build_model("erpose-n-pt")
+    transfer_pretrained(plain, checkpoint)
+    images = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(quality.eval()(images), plain.eval()(images), atol=1e-5, rtol=1e-5)
