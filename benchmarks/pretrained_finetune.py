@@ -50,7 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--composites", type=int, default=1000, help="paste-real training scenes (0: none)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--out", default="runs/pretrained")
+    p.add_argument("--model", default=None,
+                   help="another model layout (zoo name or YAML) than the recipe's erpose-n-pt; its outputs get "
+                        "the YAML's stem as a suffix, next to the recipe's in the same --out (data shared)")
     args = p.parse_args(argv)
+    tag = f"-{Path(args.model).stem}" if args.model else ""
+    model_args = ("--model", args.model) if args.model else ()
 
     tiny = Path(args.real) / "tiny_coco"
     out = Path(args.out).resolve()
@@ -72,28 +77,30 @@ def main(argv: list[str] | None = None) -> int:
     mix = out / "mix.yaml"
     mix.write_text(yaml.safe_dump(spec))
 
-    run = out / "finetune"
+    run = out / f"finetune{tag}"
     started = time.perf_counter()
-    erpose("train", "--cfg", "finetune-yolo11", "--pretrained", args.weights,
-           "--data", str(mix), "--epochs", str(args.epochs), "--project", str(out), "--name", "finetune", "--exist-ok",
+    erpose("train", "--cfg", "finetune-yolo11", *model_args, "--pretrained", args.weights,
+           "--data", str(mix), "--epochs", str(args.epochs), "--project", str(out), "--name", run.name, "--exist-ok",
            "--no-progress")
     minutes = (time.perf_counter() - started) / 60
     best = run / "weights" / "best.pt"
     annotations = tiny / "annotations" / "person_keypoints_val2017.json"
-    erpose("val", "--weights", str(best), "--data", str(annotations), "--imgsz", "640", "--out", str(out / "val"),
+    erpose("val", "--weights", str(best), "--data", str(annotations), "--imgsz", "640", "--out", str(out / f"val{tag}"),
            "--no-progress")
-    onnx = out / "finetuned.onnx"
+    onnx = out / f"finetuned{tag}.onnx"
     erpose("export", "--weights", str(best), "--format", "onnx", "--imgsz", "640", "--out", str(onnx))
     erpose("predict", "--weights", str(onnx), "--source", str(tiny / "val2017"), "--conf", "0.001", "--max-det", "20",
-           "--save-json", "--no-save", "--project", str(out), "--name", "onnx-predictions", "--exist-ok", "--no-progress")
-    erpose("val", "--predictions", str(out / "onnx-predictions" / "predictions.json"), "--data", str(annotations),
-           "--out", str(out / "val-onnx"))
+           "--save-json", "--no-save", "--project", str(out), "--name", f"onnx-predictions{tag}", "--exist-ok",
+           "--no-progress")
+    erpose("val", "--predictions", str(out / f"onnx-predictions{tag}" / "predictions.json"), "--data", str(annotations),
+           "--out", str(out / f"val-onnx{tag}"))
     from pretrained_parity import cpu_name
 
-    summary = {"cpu": cpu_name(), "train_minutes": round(minutes, 1), "epochs": args.epochs,
-               "composites": args.composites, "checkpoint": metrics_of(out / "val" / "metrics.json"),
-               "onnx": metrics_of(out / "val-onnx" / "metrics.json")}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    summary = {"cpu": cpu_name(), "model": args.model or "erpose-n-pt (the recipe's)", "train_minutes": round(minutes, 1),
+               "epochs": args.epochs, "composites": args.composites,
+               "checkpoint": metrics_of(out / f"val{tag}" / "metrics.json"),
+               "onnx": metrics_of(out / f"val-onnx{tag}" / "metrics.json")}
+    (out / f"summary{tag}.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
     return 0
 
