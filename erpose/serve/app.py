@@ -9,7 +9,6 @@ contains a server path or an exception's internals.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import concurrent.futures
 import contextlib
@@ -207,15 +206,13 @@ def create_app(backend: Any, config: ServeConfig, *, model_name: str | None = No
             raise HTTPProblem(422, f"imgsz={imgsz} is not a multiple of 32")
         draw = _flag(request, "draw")
         with batcher.arriving():  # a batch being collected may wait for this one
-            # Decoding (and drawing, below) takes milliseconds of CPU: in a thread, so that the event
-            # loop keeps reading the other clients' uploads meanwhile.
-            image = await asyncio.to_thread(decode_upload, await image_bytes(request))
+            image = decode_upload(await image_bytes(request))
         key = fixed if fixed is not None else (imgsz, imgsz)
         try:  # nothing awaits between leaving `arriving` and joining the queue
             result = await batcher.submit(key, (image, conf, max_det))
         except QueueFullError:
             raise HTTPProblem(503, "server busy: the request queue is full, retry later") from None
-        body = await asyncio.to_thread(results_to_json, result, draw) if draw else results_to_json(result, draw)
+        body = results_to_json(result, draw)
         body["timing_ms"]["server"] = round((time.perf_counter() - started) * 1e3, 2)
         return JSONResponse(body)
 
