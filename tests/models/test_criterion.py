@@ -93,16 +93,22 @@ def test_config_validation():
         from_dict(CriterionConfig, {"loss": {"kpt_loss": "l2"}})
 
 
-@pytest.mark.parametrize("area_source", ["box", "area"])
-def test_keypoint_loss_uses_the_configured_area(area_source):
+def _one_person_predicted_3px_right():
+    """A batch with one person and an output in which every anchor predicts it 3 px to the right."""
     batch = make_batch(1)
     batch.person_mask[:] = torch.tensor([[True, False, False]])
     batch.ignore_mask[:] = False
     output = make_output(1)
     target = batch.keypoints[0, 0]
     shifted = target.expand_as(output.o2m.keypoints[0]).clone()
-    shifted[..., 0] += 3.0  # every anchor predicts the person 3 px to the right
+    shifted[..., 0] += 3.0
     output.o2m.keypoints = shifted[None].requires_grad_(True)
+    return batch, output, target
+
+
+@pytest.mark.parametrize("area_source", ["box", "area"])
+def test_keypoint_loss_uses_the_configured_area(area_source):
+    batch, output, target = _one_person_predicted_3px_right()
     config = CriterionConfig(loss=LossConfig(kpt_loss="plain", kpt_area=area_source))
     _, items = build_criterion(get_config("erpose-n"), COCO17, config)(output, batch)
     box = batch.boxes[0, 0]
@@ -114,14 +120,7 @@ def test_keypoint_loss_uses_the_configured_area(area_source):
 
 @pytest.mark.parametrize("kind,tail", [("t_kernel", 1.0), ("t_kernel", 2.0), ("cauchy", 1.0)])
 def test_keypoint_loss_kind_and_tail_reach_the_loss(kind, tail):
-    batch = make_batch(1)
-    batch.person_mask[:] = torch.tensor([[True, False, False]])
-    batch.ignore_mask[:] = False
-    output = make_output(1)
-    target = batch.keypoints[0, 0]
-    shifted = target.expand_as(output.o2m.keypoints[0]).clone()
-    shifted[..., 0] += 3.0
-    output.o2m.keypoints = shifted[None].requires_grad_(True)
+    batch, output, target = _one_person_predicted_3px_right()
     config = apply_overrides(CriterionConfig(), [f"loss.kpt_loss={kind}", f"loss.kpt_tail={tail:g}", "loss.kpt=5",
                                                  "loss.kpt_area=area"])
     _, items = build_criterion(get_config("erpose-n"), COCO17, config)(output, batch)
